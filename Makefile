@@ -1,0 +1,45 @@
+# Tiercel. Quick start: `make run` and `make test`.
+GO          ?= go
+BIN         := bin/tiercel
+# Test servers (versitygw, MinIO, fake-gcs-server, Azurite) are installed here
+# once and reused; see scripts/install-test-tools.sh.
+TIERCEL_TOOLS ?= $(HOME)/.cache/tiercel-tools
+export TIERCEL_TOOLS
+FUZZTIME    ?= 10s
+TEST_TIMEOUT ?= 25m
+
+.PHONY: all build run test unit fuzz tools bench lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/tiercel
+
+# A single-node broker on localhost:9092, data under ./data, the filesystem
+# object store as the embedded default.
+run: build
+	./$(BIN) serve --data-dir ./data --kafka-addr localhost:9092
+
+# Everything: installs the test servers, runs every test, then each fuzz
+# target briefly over its committed corpus.
+test: tools unit fuzz
+
+tools:
+	bash scripts/install-test-tools.sh
+
+unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+fuzz:
+	bash scripts/fuzz.sh $(FUZZTIME)
+
+bench: build
+	bash scripts/bench.sh
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-formatted:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf bin

@@ -1,0 +1,170 @@
+// Package telemetry owns the process's OpenTelemetry meter provider and the
+// Prometheus exposition of it. Packages record through the small Metrics
+// type so that instrument names live in one place.
+package telemetry
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+)
+
+// Provider wraps a meter provider whose readings are served at /metrics.
+type Provider struct {
+	registry *prometheus.Registry
+	provider *sdkmetric.MeterProvider
+}
+
+// NewProvider builds a meter provider with its own Prometheus registry, so
+// that several brokers in one test process do not collide.
+func NewProvider() (*Provider, error) {
+	reg := prometheus.NewRegistry()
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return nil, err
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
+	return &Provider{registry: reg, provider: mp}, nil
+}
+
+// Meter returns a named meter.
+func (p *Provider) Meter(name string) metric.Meter { return p.provider.Meter(name) }
+
+// Handler serves the Prometheus text exposition.
+func (p *Provider) Handler() http.Handler {
+	return promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{})
+}
+
+// Shutdown flushes and stops the provider.
+func (p *Provider) Shutdown(ctx context.Context) error { return p.provider.Shutdown(ctx) }
+
+// BrokerMetrics are the instruments of the Kafka listener and the log.
+// A nil *BrokerMetrics is valid and records nothing, so tests need no setup.
+type BrokerMetrics struct {
+	requests    metric.Int64Counter
+	latency     metric.Float64Histogram
+	bytesIn     metric.Int64Counter
+	bytesOut    metric.Int64Counter
+	connections metric.Int64UpDownCounter
+
+	mu         sync.Mutex
+	partitions func() []PartitionStat
+}
+
+// PartitionStat is one partition's log reading for the observable gauges.
+type PartitionStat struct {
+	Topic       string
+	Partition   int32
+	SizeBytes   int64
+	EndOffset   int64
+	StartOffset int64
+}
+
+// NewBrokerMetrics registers the broker instruments on m.
+func NewBrokerMetrics(m metric.Meter) (*BrokerMetrics, error) {
+	b := &BrokerMetrics{}
+	var err error
+	if b.requests, err = m.Int64Counter("tiercel.kafka.requests", metric.WithDescription("Kafka requests handled, by API and version")); err != nil {
+		return nil, err
+	}
+	if b.latency, err = m.Float64Histogram("tiercel.kafka.request.duration", metric.WithUnit("s"),
+		metric.WithDescription("Kafka request latency from decoded to response written"),
+		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)); err != nil {
+		return nil, err
+	}
+	if b.bytesIn, err = m.Int64Counter("tiercel.kafka.bytes.in", metric.WithUnit("By"), metric.WithDescription("request bytes read from clients")); err != nil {
+		return nil, err
+	}
+	if b.bytesOut, err = m.Int64Counter("tiercel.kafka.bytes.out", metric.WithUnit("By"), metric.WithDescription("response bytes written to clients")); err != nil {
+		return nil, err
+	}
+	if b.connections, err = m.Int64UpDownCounter("tiercel.kafka.connections", metric.WithDescription("open client connections")); err != nil {
+		return nil, err
+	}
+	size, err := m.Int64ObservableGauge("tiercel.log.size", metric.WithUnit("By"), metric.WithDescription("bytes of a partition's local log"))
+	if err != nil {
+		return nil, err
+	}
+	end, err := m.Int64ObservableGauge("tiercel.log.end_offset", metric.WithDescription("a partition's log end offset"))
+	if err != nil {
+		return nil, err
+	}
+	start, err := m.Int64ObservableGauge("tiercel.log.start_offset", metric.WithDescription("a partition's log start offset"))
+	if err != nil {
+		return nil, err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		b.mu.Lock()
+		f := b.partitions
+		b.mu.Unlock()
+		if f == nil {
+			return nil
+		}
+		for _, p := range f() {
+			attrs := metric.WithAttributes(attribute.String("topic", p.Topic), attribute.Int("partition", int(p.Partition)))
+			o.ObserveInt64(size, p.SizeBytes, attrs)
+			o.ObserveInt64(end, p.EndOffset, attrs)
+			o.ObserveInt64(start, p.StartOffset, attrs)
+		}
+		return nil
+	}, size, end, start)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// ObservePartitions sets the function read at each scrape for per-partition gauges.
+func (b *BrokerMetrics) ObservePartitions(f func() []PartitionStat) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	b.partitions = f
+	b.mu.Unlock()
+}
+
+// Request records one handled request.
+func (b *BrokerMetrics) Request(apiName string, version int16, d time.Duration, errored bool) {
+	if b == nil {
+		return
+	}
+	attrs := metric.WithAttributes(attribute.String("api", apiName), attribute.Int("version", int(version)), attribute.Bool("error", errored))
+	b.requests.Add(context.Background(), 1, attrs)
+	b.latency.Record(context.Background(), d.Seconds(), attrs)
+}
+
+// BytesIn counts request bytes read.
+func (b *BrokerMetrics) BytesIn(n int) {
+	if b != nil {
+		b.bytesIn.Add(context.Background(), int64(n))
+	}
+}
+
+// BytesOut counts response bytes written.
+func (b *BrokerMetrics) BytesOut(n int) {
+	if b != nil {
+		b.bytesOut.Add(context.Background(), int64(n))
+	}
+}
+
+// ConnOpened and ConnClosed track open connections.
+func (b *BrokerMetrics) ConnOpened() {
+	if b != nil {
+		b.connections.Add(context.Background(), 1)
+	}
+}
+
+func (b *BrokerMetrics) ConnClosed() {
+	if b != nil {
+		b.connections.Add(context.Background(), -1)
+	}
+}
