@@ -1,0 +1,233 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tiercel/tiercel/internal/brokertest"
+)
+
+// TestKill9UnderLoad kills a broker subprocess with SIGKILL again and again
+// while idempotent acks=all producers keep writing through the restarts, and
+// then checks the log: every acknowledged record is present exactly once, no
+// record appears twice, and each producer's records keep their order within
+// a partition. The producers live across the kills, so their retries of
+// batches whose acknowledgement was lost are exactly what the broker's
+// recovered producer state must deduplicate.
+func TestKill9UnderLoad(t *testing.T) {
+	const (
+		cycles     = 20
+		producers  = 3
+		partitions = 4
+		topic      = "crash"
+	)
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("seed %d", seed)
+
+	dir := t.TempDir()
+	proc := brokertest.StartProcess(t, dir)
+	createTopic(t, proc.Addr(), topic, partitions)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		acked = map[string]bool{}
+		wg    sync.WaitGroup
+	)
+	clients := make([]*kgo.Client, producers)
+	for p := 0; p < producers; p++ {
+		cl, err := kgo.NewClient(
+			kgo.SeedBrokers(proc.Addr()),
+			kgo.DefaultProduceTopic(topic),
+			kgo.RequiredAcks(kgo.AllISRAcks()),
+			kgo.ProducerLinger(time.Millisecond),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()),
+			kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients[p] = cl
+		wg.Add(1)
+		go func(p int, cl *kgo.Client) {
+			defer wg.Done()
+			for seq := 0; ctx.Err() == nil; seq++ {
+				v := fmt.Sprintf("%d-%09d", p, seq)
+				r := &kgo.Record{Value: []byte(v), Partition: int32(seq % partitions)}
+				cl.Produce(ctx, r, func(r *kgo.Record, err error) {
+					if err == nil {
+						mu.Lock()
+						acked[string(r.Value)] = true
+						mu.Unlock()
+					}
+				})
+			}
+		}(p, cl)
+	}
+
+	for c := 0; c < cycles; c++ {
+		time.Sleep(time.Duration(150+rng.Intn(450)) * time.Millisecond)
+		proc.Kill()
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		t.Logf("cycle %d: killed with %d records acknowledged so far", c, n)
+		proc.Restart()
+	}
+	// Let the producers drain what they buffered, then stop them.
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	for _, cl := range clients {
+		flushCtx, stop := context.WithTimeout(context.Background(), 30*time.Second)
+		_ = cl.Flush(flushCtx)
+		stop()
+		cl.Close()
+	}
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(acked) < 1000 {
+		t.Fatalf("only %d records acknowledged over %d cycles: the load was too small to prove anything", len(acked), cycles)
+	}
+	proc.Kill()
+	proc.Restart()
+	log := readAll(t, proc.Addr(), topic, partitions)
+	checkLog(t, log, acked)
+	proc.Stop()
+}
+
+// readAll consumes every partition from the earliest to the latest offset.
+func readAll(t *testing.T, addr, topic string, partitions int) map[int32][]string {
+	t.Helper()
+	adm, admCl := newAdmin(t, addr)
+	defer admCl.Close()
+	ends, err := adm.ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			t.Fatalf("end offset %d: %v", o.Partition, o.Err)
+		}
+		want[o.Partition] = o.Offset
+	})
+	if len(want) != partitions {
+		t.Fatalf("%d partitions listed, want %d", len(want), partitions)
+	}
+	offsets := map[string]map[int32]kgo.Offset{topic: {}}
+	for p := int32(0); p < int32(partitions); p++ {
+		offsets[topic][p] = kgo.NewOffset().AtStart()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(offsets))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	got := map[int32][]string{}
+	next := map[int32]int64{}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for !caughtUp(next, want) {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("timed out reading the log: at %v, want %v", next, want)
+		}
+		fs.EachError(func(_ string, p int32, err error) { t.Fatalf("fetch partition %d: %v", p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset != next[r.Partition] {
+				t.Fatalf("partition %d: offset %d follows %d: a gap or a repeat", r.Partition, r.Offset, next[r.Partition]-1)
+			}
+			next[r.Partition] = r.Offset + 1
+			got[r.Partition] = append(got[r.Partition], string(r.Value))
+		})
+	}
+	return got
+}
+
+func caughtUp(next, want map[int32]int64) bool {
+	for p, end := range want {
+		if next[p] < end {
+			return false
+		}
+	}
+	return true
+}
+
+// checkLog asserts exactly-once presence of acknowledged records and
+// per-producer order within each partition.
+func checkLog(t *testing.T, log map[int32][]string, acked map[string]bool) {
+	t.Helper()
+	seen := map[string]int32{}
+	for p, values := range log {
+		last := map[string]int{}
+		for i, v := range values {
+			if prev, dup := seen[v]; dup {
+				t.Errorf("record %s appears twice (partitions %d and %d, index %d)", v, prev, p, i)
+			}
+			seen[v] = p
+			producer, seq := splitValue(t, v)
+			if l, ok := last[producer]; ok && seq <= l {
+				t.Errorf("partition %d: producer %s sequence %d after %d: out of order", p, producer, seq, l)
+			}
+			last[producer] = seq
+		}
+	}
+	var missing []string
+	for v := range acked {
+		if _, ok := seen[v]; !ok {
+			missing = append(missing, v)
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Errorf("%d acknowledged records lost, e.g. %v", len(missing), missing[:min(10, len(missing))])
+	}
+	t.Logf("%d records in the log, %d acknowledged, all present once and in order", len(seen), len(acked))
+}
+
+func splitValue(t *testing.T, v string) (string, int) {
+	producer, seqText, ok := strings.Cut(v, "-")
+	seq, err := strconv.Atoi(seqText)
+	if !ok || err != nil {
+		t.Fatalf("unexpected record value %q", v)
+	}
+	return producer, seq
+}
+
+func newAdmin(t *testing.T, addr string) (*kadm.Client, *kgo.Client) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kadm.NewClient(cl), cl
+}
+
+func createTopic(t *testing.T, addr, topic string, partitions int) {
+	t.Helper()
+	adm, cl := newAdmin(t, addr)
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := adm.CreateTopic(ctx, int32(partitions), 1, nil, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Err != nil {
+		t.Fatal(resp.Err)
+	}
+}
