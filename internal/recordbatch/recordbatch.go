@@ -72,27 +72,6 @@ type ValidateOptions struct {
 	Deep bool
 }
 
-// Validate splits a produce request's records bytes into batches and checks
-// each: complete framing, magic 2, CRC-32C, size limit, record count
-// consistent with lastOffsetDelta, and (Deep) every record. It never
-// allocates in proportion to a length field it has not bounds-checked.
-func Validate(records []byte, opts ValidateOptions) ([]Batch, error) {
-	panic("recordbatch.Validate: not implemented")
-}
-
-// ParseHeader decodes the fixed header at the start of b (len(b) >= HeaderSize).
-func ParseHeader(b []byte) (Header, error) { panic("recordbatch.ParseHeader: not implemented") }
-
-// SetBaseOffset rewrites the base offset in place (outside the CRC).
-func SetBaseOffset(b []byte, offset int64) { panic("not implemented") }
-
-// SetPartitionLeaderEpoch rewrites the leader epoch in place (outside the CRC).
-func SetPartitionLeaderEpoch(b []byte, epoch int32) { panic("not implemented") }
-
-// SetLogAppendTime sets the timestamp-type bit and maxTimestamp to ts and
-// recomputes the CRC, as Kafka does for message.timestamp.type=LogAppendTime.
-func SetLogAppendTime(b []byte, ts int64) { panic("not implemented") }
-
 // Record is one decoded record of a batch.
 type Record struct {
 	Offset    int64
@@ -107,6 +86,3 @@ type RecordHeader struct {
 	Key   string
 	Value []byte
 }
-
-// Records decompresses a batch and decodes its records.
-func Records(b Batch) ([]Record, error) { panic("not implemented") }
