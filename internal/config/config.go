@@ -74,15 +74,6 @@ type Value struct {
 	Synonyms []Synonym
 }
 
-// Lookup finds a topic or broker config by name.
-func Lookup(name string) (Def, bool) { panic("config.Lookup: not implemented") }
-
-// TopicDefs lists every topic config, sorted by name.
-func TopicDefs() []Def { panic("not implemented") }
-
-// BrokerDefs lists every broker config, sorted by name.
-func BrokerDefs() []Def { panic("not implemented") }
-
 // LoadOptions are the layers of a broker's static configuration.
 type LoadOptions struct {
 	File  string            // YAML: a map of config name to value; "" = none
@@ -90,39 +81,3 @@ type LoadOptions struct {
 	Sets  []string          // --set key=value
 	Flags map[string]string // explicit flags already mapped to config names
 }
-
-// Broker is a broker's configuration: static layers plus dynamic overrides.
-// Safe for concurrent use.
-type Broker struct{}
-
-// Load builds the static broker configuration and validates every value.
-func Load(opts LoadOptions) (*Broker, error) { panic("not implemented") }
-
-// Get returns the effective value of a broker config.
-func (b *Broker) Get(name string) string { panic("not implemented") }
-
-// Int64 returns a numeric broker config.
-func (b *Broker) Int64(name string) int64 { panic("not implemented") }
-
-// Bool returns a boolean broker config.
-func (b *Broker) Bool(name string) bool { panic("not implemented") }
-
-// SetDynamic replaces the dynamic broker overrides (validated first).
-func (b *Broker) SetDynamic(values map[string]string) error { panic("not implemented") }
-
-// Dynamic returns the dynamic broker overrides.
-func (b *Broker) Dynamic() map[string]string { panic("not implemented") }
-
-// Describe lists every broker config with its value and source.
-func (b *Broker) Describe() []Value { panic("not implemented") }
-
-// Topic resolves a topic's configs: overrides > broker (dynamic, static) > defaults.
-func (b *Broker) Topic(overrides map[string]string) []Value { panic("not implemented") }
-
-// TopicValue returns one resolved topic config value.
-func (b *Broker) TopicValue(overrides map[string]string, name string) string {
-	panic("not implemented")
-}
-
-// ValidateTopic checks topic overrides: known names, valid values.
-func ValidateTopic(overrides map[string]string) error { panic("not implemented") }
