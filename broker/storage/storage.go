@@ -4,12 +4,9 @@
 package storage
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"time"
-
-	"github.com/tiercel/tiercel/internal/vfs"
 )
 
 // Classified errors; the broker maps them to Kafka error codes.
@@ -91,34 +88,6 @@ type ManagerOptions struct {
 	Configs func(tp TopicPartition) Config
 }
 
-// Manager owns one data directory: it opens (and recovers) every partition
-// directory in it, runs the checkpoint, roll-by-age and retention loops, and
-// writes a clean-shutdown marker on Close.
-type Manager struct{}
-
-// OpenManager opens dir, recovering each partition log found in it.
-func OpenManager(fsys vfs.FS, dir string, opts ManagerOptions) (*Manager, error) {
-	panic("storage.OpenManager: not implemented")
-}
-
-// Logs returns every open log.
-func (m *Manager) Logs() []*Log { panic("not implemented") }
-
-// Get returns the log of tp, or nil.
-func (m *Manager) Get(tp TopicPartition) *Log { panic("not implemented") }
-
-// Create makes a new empty log (directory <topic>-<partition> with a
-// partition.metadata file carrying topicID) and returns it.
-func (m *Manager) Create(tp TopicPartition, topicID [16]byte, cfg Config) (*Log, error) {
-	panic("not implemented")
-}
-
-// Delete closes and removes the log of tp.
-func (m *Manager) Delete(tp TopicPartition) error { panic("not implemented") }
-
-// Close syncs every log, writes checkpoints and the clean-shutdown marker.
-func (m *Manager) Close() error { panic("not implemented") }
-
 // AppendOptions qualify one append.
 type AppendOptions struct {
 	LeaderEpoch int32
@@ -153,75 +122,3 @@ type SegmentInfo struct {
 	MaxTimestamp int64
 	Active       bool
 }
-
-// Log is one partition's log. All methods are safe for concurrent use.
-type Log struct{}
-
-// TopicPartition returns which partition this log holds.
-func (l *Log) TopicPartition() TopicPartition { panic("not implemented") }
-
-// TopicID returns the topic id stored in partition.metadata.
-func (l *Log) TopicID() [16]byte { panic("not implemented") }
-
-// Append writes validated batches (concatenated v2 batches as produced;
-// offsets are assigned here, in order). Idempotent batches are checked
-// against producer state: a duplicate of one of the last five batches gives
-// Duplicate with the original offsets; a gap gives ErrOutOfOrderSequence; an
-// older epoch ErrInvalidProducerEpoch. A failed write (e.g. ENOSPC) returns
-// ErrStorage and leaves the log as it was before the call.
-func (l *Log) Append(records []byte, opts AppendOptions) (AppendResult, error) {
-	panic("not implemented")
-}
-
-// WaitDurable returns once every offset below endOffset is durable by the
-// flush policy (FlushOnAck: fsynced; FlushInterval: written).
-func (l *Log) WaitDurable(ctx context.Context, endOffset int64) error { panic("not implemented") }
-
-// Read returns whole batches starting with the one containing offset, at
-// most maxBytes unless the first batch alone is larger (it is then returned
-// whole, as Kafka does), and none with offsets at or above maxOffset.
-func (l *Log) Read(offset int64, maxBytes int32, maxOffset int64) (ReadResult, error) {
-	panic("not implemented")
-}
-
-// StartOffset is the log start offset.
-func (l *Log) StartOffset() int64 { panic("not implemented") }
-
-// EndOffset is the log end offset (next offset to be assigned).
-func (l *Log) EndOffset() int64 { panic("not implemented") }
-
-// HighWatermark is the end of what consumers may read.
-func (l *Log) HighWatermark() int64 { panic("not implemented") }
-
-// OffsetForTimestamp returns the first offset whose timestamp is >= ts.
-func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, leaderEpoch int32, found bool) {
-	panic("not implemented")
-}
-
-// MaxTimestamp returns the offset and timestamp of the record with the
-// largest timestamp (ListOffsets -3).
-func (l *Log) MaxTimestamp() (offset, timestamp int64, leaderEpoch int32, found bool) {
-	panic("not implemented")
-}
-
-// DeleteRecordsBefore advances the log start offset (DeleteRecords); whole
-// segments below it are removed. Returns the new log start offset.
-func (l *Log) DeleteRecordsBefore(offset int64) (int64, error) { panic("not implemented") }
-
-// EndOffsetForEpoch answers OffsetForLeaderEpoch: the largest epoch <= the
-// requested one and the end offset of that epoch.
-func (l *Log) EndOffsetForEpoch(epoch int32) (foundEpoch int32, endOffset int64) {
-	panic("not implemented")
-}
-
-// SetConfig changes the log's configuration (AlterConfigs).
-func (l *Log) SetConfig(cfg Config) { panic("not implemented") }
-
-// Size is the bytes of all segments.
-func (l *Log) Size() int64 { panic("not implemented") }
-
-// Segments lists the segments, oldest first.
-func (l *Log) Segments() []SegmentInfo { panic("not implemented") }
-
-// Dir is the partition's directory.
-func (l *Log) Dir() string { panic("not implemented") }

@@ -1,0 +1,117 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+)
+
+// startSync runs the group-commit loop unless it is already running: every
+// append written before an fsync begins is durable when it ends, so
+// concurrent producers share fsyncs. An idle log has no goroutine. l.mu held.
+func (l *Log) startSync() {
+	if l.syncing || l.syncErr != nil {
+		return
+	}
+	l.syncing = true
+	go l.syncLoop()
+}
+
+func (l *Log) syncLoop() {
+	for {
+		l.mu.Lock()
+		if l.synced >= l.end || l.closed {
+			l.syncing = false
+			l.mu.Unlock()
+			return
+		}
+		target, f := l.end, l.active().file
+		l.mu.Unlock()
+
+		err := f.Sync()
+
+		l.mu.Lock()
+		done := l.syncDone
+		l.syncDone = make(chan struct{})
+		if err != nil {
+			l.syncErr = err
+			l.syncing = false
+			l.mu.Unlock()
+			close(done)
+			l.m.logger.Error("fsync failed; the partition stops accepting writes until restart", "partition", l.tp, "err", err)
+			return
+		}
+		advanced := target > l.synced
+		l.synced = max(l.synced, target)
+		l.unflushed = 0
+		l.lastFlush = l.m.nowMs()
+		hw := l.hw()
+		policy := l.cfg.FlushPolicy
+		l.mu.Unlock()
+		close(done)
+		if advanced && policy == FlushOnAck {
+			l.m.advance(l.tp, hw)
+		}
+	}
+}
+
+// WaitDurable returns once every offset below endOffset is durable by the
+// flush policy (FlushOnAck: fsynced; FlushInterval: written).
+func (l *Log) WaitDurable(ctx context.Context, endOffset int64) error {
+	for {
+		l.mu.Lock()
+		if l.syncErr != nil {
+			err := l.syncErr
+			l.mu.Unlock()
+			return fmt.Errorf("%w: %s-%d: fsync: %v", ErrStorage, l.tp.Topic, l.tp.Partition, err)
+		}
+		durable := l.synced
+		if l.cfg.FlushPolicy == FlushInterval {
+			durable = l.end
+		}
+		if durable >= endOffset {
+			l.mu.Unlock()
+			return nil
+		}
+		if l.closed {
+			l.mu.Unlock()
+			return ErrClosed
+		}
+		ch := l.syncDone
+		l.startSync()
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Flush fsyncs everything written so far.
+func (l *Log) Flush() error {
+	l.mu.Lock()
+	end := l.end
+	l.mu.Unlock()
+	return l.WaitDurableAll(end)
+}
+
+// WaitDurableAll is WaitDurable for FlushOnAck semantics whatever the
+// policy: it returns once offsets below end are fsynced.
+func (l *Log) WaitDurableAll(end int64) error {
+	for {
+		l.mu.Lock()
+		if l.syncErr != nil {
+			err := l.syncErr
+			l.mu.Unlock()
+			return fmt.Errorf("%w: fsync: %v", ErrStorage, err)
+		}
+		if l.synced >= end || l.closed {
+			l.mu.Unlock()
+			return nil
+		}
+		ch := l.syncDone
+		l.startSync()
+		l.mu.Unlock()
+		<-ch
+	}
+}
