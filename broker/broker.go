@@ -1,11 +1,23 @@
 // Package broker is the Kafka listener: connections, request framing and
-// dispatch, one file per Kafka API, and the partitions with their logs.
+// dispatch, one file per Kafka API, and the topics with their logs.
+//
+// Lock order: Broker.mu (topics and catalog) before storage's locks.
+// Connections own their own state; the waiter registry and the fetch
+// session cache each have one mutex taken alone.
 package broker
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/tiercel/tiercel/broker/storage"
 	"github.com/tiercel/tiercel/internal/config"
 	"github.com/tiercel/tiercel/internal/telemetry"
 	"github.com/tiercel/tiercel/internal/vfs"
@@ -20,19 +32,229 @@ type Options struct {
 }
 
 // Broker is one running Kafka-compatible broker.
-type Broker struct{}
+type Broker struct {
+	cfg     *config.Broker
+	fs      vfs.FS
+	logger  *slog.Logger
+	metrics *telemetry.BrokerMetrics
+	dir     string
+	nodeID  int32
+
+	mgr      *storage.Manager
+	waiters  *waiters
+	sessions *fetchSessions
+
+	mu      sync.RWMutex // guards topics, byID and cat
+	topics  map[string]*topic
+	byID    map[[16]byte]*topic
+	cat     *catalogData
+	pidNext int64 // next producer id to hand out
+	pidEnd  int64 // end of the block reserved in the catalog
+
+	ln       net.Listener
+	addr     string
+	ready    atomic.Bool
+	draining atomic.Bool
+	connsWG  sync.WaitGroup
+	connsMu  sync.Mutex
+	conns    map[net.Conn]struct{}
+	shutOnce sync.Once
+	shutErr  error
+}
+
+// topic is one topic and the logs of its partitions.
+type topic struct {
+	meta *topicMeta
+	id   [16]byte
+	logs []*storage.Log
+}
 
 // New opens (and recovers) the data directory; it does not listen yet.
-func New(opts Options) (*Broker, error) { panic("broker.New: not implemented") }
+func New(opts Options) (*Broker, error) {
+	if opts.Config == nil {
+		return nil, fmt.Errorf("broker: no configuration")
+	}
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	cfg := opts.Config
+	b := &Broker{
+		cfg: cfg, fs: opts.FS, logger: opts.Logger, metrics: opts.Metrics,
+		dir: cfg.Get("log.dirs"), nodeID: int32(cfg.Int64("node.id")),
+		topics: map[string]*topic{}, byID: map[[16]byte]*topic{}, conns: map[net.Conn]struct{}{},
+		waiters: newWaiters(),
+	}
+	b.sessions = newFetchSessions(int(cfg.Int64("max.incremental.fetch.session.cache.slots")))
+	if err := b.fs.MkdirAll(b.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", b.dir, err)
+	}
+	cat, err := loadCatalog(b.fs, b.dir)
+	if err != nil {
+		return nil, err
+	}
+	b.cat = cat
+	if err := b.cfg.SetDynamic(cat.BrokerConfigs); err != nil {
+		b.logger.Warn("ignoring stored dynamic broker configs", "err", err)
+	}
+	if err := writeMetaProperties(b.fs, b.dir, cat.ClusterID, b.nodeID); err != nil {
+		return nil, fmt.Errorf("meta.properties: %w", err)
+	}
+	metas := map[string]*topicMeta{}
+	for _, t := range cat.Topics {
+		metas[t.Name] = t
+	}
+	mgr, err := storage.OpenManager(b.fs, b.dir, storage.ManagerOptions{
+		Logger:                 b.logger,
+		CheckpointInterval:     time.Duration(cfg.Int64("log.flush.offset.checkpoint.interval.ms")) * time.Millisecond,
+		RetentionCheckInterval: time.Duration(cfg.Int64("log.retention.check.interval.ms")) * time.Millisecond,
+		OnAdvance:              func(tp storage.TopicPartition, _ int64) { b.waiters.notify(tp) },
+		Configs: func(tp storage.TopicPartition) storage.Config {
+			var overrides map[string]string
+			if m := metas[tp.Topic]; m != nil {
+				overrides = m.Configs
+			}
+			return b.storageConfig(overrides)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.mgr = mgr
+	if err := b.loadTopics(); err != nil {
+		mgr.Close()
+		return nil, err
+	}
+	b.metrics.ObservePartitions(b.partitionStats)
+	return b, nil
+}
 
 // Start begins listening and serving.
-func (b *Broker) Start() error { panic("not implemented") }
+func (b *Broker) Start() error {
+	addr, err := config.ParseListener(b.cfg.Get("listeners"))
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("kafka listener %s: %w", addr, err)
+	}
+	b.ln = ln
+	b.addr = ln.Addr().String()
+	b.ready.Store(true)
+	go b.acceptLoop()
+	return nil
+}
+
+func (b *Broker) acceptLoop() {
+	for {
+		nc, err := b.ln.Accept()
+		if err != nil {
+			if b.draining.Load() {
+				return
+			}
+			b.logger.Warn("accept", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+		}
+		b.connsMu.Lock()
+		if b.draining.Load() {
+			b.connsMu.Unlock()
+			nc.Close()
+			return
+		}
+		b.conns[nc] = struct{}{}
+		b.connsWG.Add(1)
+		b.connsMu.Unlock()
+		go func() {
+			defer b.connsWG.Done()
+			b.serveConn(nc)
+			b.connsMu.Lock()
+			delete(b.conns, nc)
+			b.connsMu.Unlock()
+		}()
+	}
+}
 
 // Addr is the bound Kafka listen address (host:port, port 0 resolved).
-func (b *Broker) Addr() string { panic("not implemented") }
+func (b *Broker) Addr() string { return b.addr }
 
 // Ready reports whether the broker has recovered its logs and is serving.
-func (b *Broker) Ready() bool { panic("not implemented") }
+func (b *Broker) Ready() bool { return b.ready.Load() && !b.draining.Load() }
 
-// Shutdown drains: stop accepting, finish in-flight requests, flush, close logs.
-func (b *Broker) Shutdown(ctx context.Context) error { panic("not implemented") }
+// advertised returns the host and port clients are told to use.
+func (b *Broker) advertised() (string, int32) {
+	addr := b.addr
+	if adv := b.cfg.Get("advertised.listeners"); adv != "" {
+		if a, err := config.ParseListener(adv); err == nil {
+			addr = a
+		}
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	return host, int32(p)
+}
+
+// Shutdown drains: stop accepting, stop reading new requests, finish the
+// ones in flight, then close the logs cleanly.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	b.shutOnce.Do(func() {
+		b.draining.Store(true)
+		if b.ln != nil {
+			b.ln.Close()
+		}
+		b.connsMu.Lock()
+		for nc := range b.conns {
+			// Readers return at their next read; responses already owed are written.
+			_ = nc.SetReadDeadline(time.Now())
+		}
+		b.connsMu.Unlock()
+		done := make(chan struct{})
+		go func() { b.connsWG.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			b.connsMu.Lock()
+			for nc := range b.conns {
+				nc.Close()
+			}
+			b.connsMu.Unlock()
+		}
+		b.waiters.closeAll()
+		b.shutErr = b.mgr.Close()
+	})
+	return b.shutErr
+}
+
+func (b *Broker) partitionStats() []telemetry.PartitionStat {
+	var out []telemetry.PartitionStat
+	for _, l := range b.mgr.Logs() {
+		tp := l.TopicPartition()
+		out = append(out, telemetry.PartitionStat{Topic: tp.Topic, Partition: tp.Partition, SizeBytes: l.Size(), EndOffset: l.EndOffset(), StartOffset: l.StartOffset()})
+	}
+	return out
+}
+
+// storageConfig resolves a topic's storage settings from its overrides.
+func (b *Broker) storageConfig(overrides map[string]string) storage.Config {
+	get := func(n string) int64 { return b.cfg.TopicInt64(overrides, n) }
+	c := storage.Config{
+		SegmentBytes:       get("segment.bytes"),
+		SegmentMs:          get("segment.ms"),
+		SegmentIndexBytes:  int32(get("segment.index.bytes")),
+		IndexIntervalBytes: int32(get("index.interval.bytes")),
+		RetentionMs:        get("retention.ms"),
+		RetentionBytes:     get("retention.bytes"),
+		FlushMessages:      get("flush.messages"),
+		FlushMs:            get("flush.ms"),
+	}
+	if b.cfg.TopicValue(overrides, "flush.policy") == "interval" {
+		c.FlushPolicy = storage.FlushInterval
+	}
+	return c
+}

@@ -1,0 +1,228 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tiercel/tiercel/broker/storage"
+)
+
+// fetchPart is one partition a fetch reads.
+type fetchPart struct {
+	sp       *sessionPartition // nil without a session
+	topic    string
+	topicID  [16]byte
+	part     int32
+	offset   int64
+	maxBytes int32
+	epoch    int32
+	unknown  int16 // a lookup error code, or 0
+}
+
+// handleFetch resolves the fetch session in request order, then reads and
+// long-polls off the reader goroutine.
+func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) reply {
+	resp := kmsg.NewPtrFetchResponse()
+	sess, incremental, code := b.sessions.resolve(req.SessionID, req.SessionEpoch)
+	if code != 0 {
+		resp.ErrorCode = code
+		return now(resp)
+	}
+	if sess != nil {
+		resp.SessionID = sess.id
+	}
+	byID := req.Version >= 13
+	parts := b.fetchParts(req, sess, incremental, byID)
+	return reply{later: func() kmsg.Response {
+		if sess != nil {
+			sess.mu.Lock()
+			defer sess.mu.Unlock()
+		}
+		b.fetchInto(ctx, req, resp, parts, incremental, byID)
+		return resp
+	}}
+}
+
+// fetchParts lists the partitions to read: the request's, or with an
+// incremental session every partition of the session after applying the
+// request's additions and forgotten topics.
+func (b *Broker) fetchParts(req *kmsg.FetchRequest, sess *fetchSession, incremental, byID bool) []fetchPart {
+	var parts []fetchPart
+	if sess != nil {
+		sess.mu.Lock()
+		defer sess.mu.Unlock()
+	}
+	for _, rt := range req.Topics {
+		name, unknown := rt.Topic, int16(0)
+		if byID {
+			if t := b.getTopicByID(rt.TopicID); t != nil {
+				name = t.meta.Name
+			} else {
+				unknown = kerr.UnknownTopicID.Code
+			}
+		}
+		for _, rp := range rt.Partitions {
+			fp := fetchPart{topic: name, topicID: rt.TopicID, part: rp.Partition, offset: rp.FetchOffset, maxBytes: rp.PartitionMaxBytes, epoch: rp.CurrentLeaderEpoch, unknown: unknown}
+			if sess != nil && unknown == 0 {
+				fp.sp = sess.upsert(sessionPartition{topic: name, topicID: rt.TopicID, partition: rp.Partition, fetchOffset: rp.FetchOffset, maxBytes: rp.PartitionMaxBytes, epoch: rp.CurrentLeaderEpoch})
+			}
+			if !incremental || unknown != 0 {
+				parts = append(parts, fp)
+			}
+		}
+	}
+	if sess == nil || !incremental {
+		return parts
+	}
+	for _, ft := range req.ForgottenTopics {
+		name := ft.Topic
+		if byID {
+			if t := b.getTopicByID(ft.TopicID); t != nil {
+				name = t.meta.Name
+			}
+		}
+		for _, p := range ft.Partitions {
+			sess.forget(name, p)
+		}
+	}
+	for _, k := range sess.order {
+		sp := sess.parts[k]
+		parts = append(parts, fetchPart{sp: sp, topic: sp.topic, topicID: sp.topicID, part: sp.partition, offset: sp.fetchOffset, maxBytes: sp.maxBytes, epoch: sp.epoch})
+	}
+	return parts
+}
+
+func (b *Broker) fetchInto(ctx context.Context, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, parts []fetchPart, incremental, byID bool) {
+	deadline := time.Now().Add(time.Duration(max(req.MaxWaitMillis, 0)) * time.Millisecond)
+	maxTotal := req.MaxBytes
+	if req.Version < 3 || maxTotal <= 0 {
+		maxTotal = 1<<31 - 1
+	}
+	maxTotal = min(maxTotal, int32(b.cfg.Int64("fetch.max.bytes")))
+	tps := make([]storage.TopicPartition, 0, len(parts))
+	for _, p := range parts {
+		tps = append(tps, storage.TopicPartition{Topic: p.topic, Partition: p.part})
+	}
+	var wake chan struct{}
+	var unregister func()
+	defer func() {
+		if unregister != nil {
+			unregister()
+		}
+	}()
+	for {
+		results, total, hasError := b.readParts(req, parts, maxTotal)
+		if total >= int(req.MinBytes) || hasError || !time.Now().Before(deadline) || ctx.Err() != nil || b.draining.Load() {
+			b.buildFetchResponse(resp, parts, results, incremental, byID)
+			return
+		}
+		if wake == nil {
+			// Register, then read once more, so an append between the read
+			// and the registration is not missed.
+			wake, unregister = b.waiters.register(tps)
+			continue
+		}
+		timer := time.NewTimer(time.Until(deadline))
+		select {
+		case <-wake:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+	}
+}
+
+type partResult struct {
+	code    int16
+	hw      int64
+	start   int64
+	records []byte
+}
+
+func (b *Broker) readParts(req *kmsg.FetchRequest, parts []fetchPart, maxTotal int32) ([]partResult, int, bool) {
+	results := make([]partResult, len(parts))
+	total, hasError := 0, false
+	for i, p := range parts {
+		r := &results[i]
+		r.hw, r.start = -1, -1
+		if p.unknown != 0 {
+			r.code, hasError = p.unknown, true
+			continue
+		}
+		l := b.partitionLog(p.topic, p.part)
+		if l == nil {
+			r.code, hasError = kerr.UnknownTopicOrPartition.Code, true
+			continue
+		}
+		if p.epoch >= 0 && p.epoch < leaderEpoch {
+			r.code, hasError = kerr.FencedLeaderEpoch.Code, true
+			continue
+		} else if p.epoch > leaderEpoch {
+			r.code, hasError = kerr.UnknownLeaderEpoch.Code, true
+			continue
+		}
+		hw := l.HighWatermark()
+		r.hw, r.start = hw, l.StartOffset()
+		remaining := maxTotal - int32(total)
+		if remaining <= 0 && total > 0 {
+			continue
+		}
+		limit := min(p.maxBytes, max(remaining, 1))
+		res, err := l.Read(p.offset, limit, hw)
+		r.hw, r.start = res.HighWatermark, res.StartOffset
+		if err != nil {
+			r.code, hasError = errorCode(err), true
+			if !errors.Is(err, storage.ErrOffsetOutOfRange) {
+				b.logger.Error("fetch read", "topic", p.topic, "partition", p.part, "offset", p.offset, "err", err)
+			}
+			continue
+		}
+		r.records = res.Records
+		total += len(res.Records)
+	}
+	return results, total, hasError
+}
+
+func (b *Broker) buildFetchResponse(resp *kmsg.FetchResponse, parts []fetchPart, results []partResult, incremental, byID bool) {
+	idx := map[string]int{}
+	for i, p := range parts {
+		r := results[i]
+		if p.sp != nil {
+			changed := len(r.records) > 0 || r.code != 0 || r.hw != p.sp.lastHW || r.start != p.sp.lastStart
+			p.sp.lastHW, p.sp.lastStart = r.hw, r.start
+			if incremental && !changed {
+				continue
+			}
+		}
+		key := p.topic
+		if byID {
+			key = string(p.topicID[:])
+		}
+		ti, ok := idx[key]
+		if !ok {
+			t := kmsg.NewFetchResponseTopic()
+			t.Topic, t.TopicID = p.topic, p.topicID
+			resp.Topics = append(resp.Topics, t)
+			ti = len(resp.Topics) - 1
+			idx[key] = ti
+		}
+		fp := kmsg.NewFetchResponseTopicPartition()
+		fp.Partition = p.part
+		fp.ErrorCode = r.code
+		fp.HighWatermark = r.hw
+		fp.LastStableOffset = r.hw
+		fp.LogStartOffset = r.start
+		fp.PreferredReadReplica = -1
+		fp.RecordBatches = r.records
+		if fp.RecordBatches == nil {
+			// Kafka sends an empty record set, never a null one; librdkafka
+			// rejects null as a protocol error.
+			fp.RecordBatches = []byte{}
+		}
+		resp.Topics[ti].Partitions = append(resp.Topics[ti].Partitions, fp)
+	}
+}

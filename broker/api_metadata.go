@@ -1,0 +1,90 @@
+package broker
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// leaderEpoch is the epoch of every partition on a single node; the
+// control plane issue makes epochs real.
+const leaderEpoch = 0
+
+func (b *Broker) handleMetadata(req *kmsg.MetadataRequest) kmsg.Response {
+	resp := kmsg.NewPtrMetadataResponse()
+	host, port := b.advertised()
+	resp.Brokers = []kmsg.MetadataResponseBroker{{NodeID: b.nodeID, Host: host, Port: port, Rack: b.rack()}}
+	resp.ClusterID = &b.cat.ClusterID
+	resp.ControllerID = b.nodeID
+
+	var names []string
+	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
+	if all {
+		names = b.topicNames()
+	}
+	// v4+ carries the client's choice; before v4 Kafka always auto-created.
+	allowCreate := req.Version < 4 || req.AllowAutoTopicCreation
+	for _, rt := range req.Topics {
+		name := ""
+		if rt.Topic != nil {
+			name = *rt.Topic
+		} else if t := b.getTopicByID(rt.TopicID); t != nil {
+			name = t.meta.Name
+		} else {
+			mt := kmsg.NewMetadataResponseTopic()
+			mt.TopicID = rt.TopicID
+			mt.ErrorCode = kerr.UnknownTopicID.Code
+			resp.Topics = append(resp.Topics, mt)
+			continue
+		}
+		if b.getTopic(name) == nil && allowCreate && b.cfg.Bool("auto.create.topics.enable") {
+			if _, err := b.createTopic(name, -1, -1, nil, false); err != nil && errorCode(err) != kerr.TopicAlreadyExists.Code {
+				mt := kmsg.NewMetadataResponseTopic()
+				mt.Topic = kmsg.StringPtr(name)
+				mt.ErrorCode = errorCode(err)
+				resp.Topics = append(resp.Topics, mt)
+				continue
+			}
+		}
+		names = append(names, name)
+	}
+	for _, name := range names {
+		resp.Topics = append(resp.Topics, b.metadataTopic(name, req.IncludeTopicAuthorizedOperations))
+	}
+	return resp
+}
+
+func (b *Broker) metadataTopic(name string, withOps bool) kmsg.MetadataResponseTopic {
+	mt := kmsg.NewMetadataResponseTopic()
+	mt.Topic = kmsg.StringPtr(name)
+	t := b.getTopic(name)
+	if t == nil {
+		mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		return mt
+	}
+	mt.TopicID = t.id
+	mt.IsInternal = false
+	if withOps {
+		mt.AuthorizedOperations = allTopicOperations
+	}
+	for p := int32(0); p < int32(len(t.logs)); p++ {
+		mp := kmsg.NewMetadataResponseTopicPartition()
+		mp.Partition = p
+		mp.Leader = b.nodeID
+		mp.LeaderEpoch = leaderEpoch
+		mp.Replicas = []int32{b.nodeID}
+		mp.ISR = []int32{b.nodeID}
+		mt.Partitions = append(mt.Partitions, mp)
+	}
+	return mt
+}
+
+// allTopicOperations is the bit set of every topic ACL operation (Tiercel
+// has no ACLs yet, so the client may do all of them).
+const allTopicOperations = 1<<3 | 1<<4 | 1<<5 | 1<<6 | 1<<7 | 1<<8 | 1<<10 | 1<<11
+
+func (b *Broker) rack() *string {
+	if r := b.cfg.Get("broker.rack"); r != "" {
+		return &r
+	}
+	return nil
+}

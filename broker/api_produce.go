@@ -1,0 +1,130 @@
+package broker
+
+import (
+	"context"
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tiercel/tiercel/broker/storage"
+	"github.com/tiercel/tiercel/internal/recordbatch"
+)
+
+// produceWait is a partition whose append must be durable before the response.
+type produceWait struct {
+	log  *storage.Log
+	end  int64
+	resp *kmsg.ProduceResponseTopicPartition
+}
+
+// handleProduce validates and appends every partition's batches in request
+// order, then (acks=all) waits for durability off the reader goroutine.
+func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) reply {
+	resp := kmsg.NewPtrProduceResponse()
+	if req.TransactionID != nil {
+		for _, rt := range req.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return now(resp)
+	}
+	var waits []produceWait
+	deep := b.cfg.Bool("log.validate.records.deep")
+	var batches []recordbatch.Batch
+	for _, rt := range req.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic = rt.Topic
+		t := b.getTopic(rt.Topic)
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.BaseOffset = -1
+			sp.LogAppendTime = -1
+			sp.LogStartOffset = -1
+			if t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.logs) {
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			l := t.logs[rp.Partition]
+			overrides := t.meta.Configs
+			var err error
+			batches, err = recordbatch.ValidateInto(batches[:0], rp.Records, recordbatch.ValidateOptions{
+				MaxBatchBytes: int(b.cfg.TopicInt64(overrides, "max.message.bytes")), Deep: deep,
+			})
+			if err == nil {
+				err = checkTransactional(batches)
+			}
+			if err != nil {
+				sp.ErrorCode = errorCode(err)
+				sp.ErrorMessage = errMessage(err)
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			opts := storage.AppendOptions{LeaderEpoch: leaderEpoch}
+			if b.cfg.TopicValue(overrides, "message.timestamp.type") == "LogAppendTime" {
+				opts.LogAppendTime = nowMs()
+				sp.LogAppendTime = opts.LogAppendTime
+			}
+			res, err := l.Append(rp.Records, opts)
+			if err != nil {
+				sp.ErrorCode = errorCode(err)
+				sp.ErrorMessage = errMessage(err)
+				if errors.Is(err, storage.ErrStorage) {
+					b.logger.Error("append failed", "topic", rt.Topic, "partition", rp.Partition, "err", err)
+				}
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			sp.BaseOffset = res.BaseOffset
+			sp.LogStartOffset = res.LogStartOffset
+			st.Partitions = append(st.Partitions, sp)
+			if req.Acks == -1 {
+				waits = append(waits, produceWait{log: l, end: res.LastOffset + 1, resp: &st.Partitions[len(st.Partitions)-1]})
+			}
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	if req.Acks == 0 {
+		return reply{none: true}
+	}
+	if len(waits) == 0 {
+		return now(resp)
+	}
+	// Pointers into resp.Topics[i].Partitions stay valid: nothing appends
+	// to those slices after this point.
+	return reply{later: func() kmsg.Response {
+		wctx, cancel := context.WithTimeout(ctx, timeoutMs(req.TimeoutMillis))
+		defer cancel()
+		for _, w := range waits {
+			if err := w.log.WaitDurable(wctx, w.end); err != nil {
+				if errors.Is(err, context.DeadlineExceeded) {
+					w.resp.ErrorCode = kerr.RequestTimedOut.Code
+				} else {
+					w.resp.ErrorCode = errorCode(err)
+					w.resp.ErrorMessage = errMessage(err)
+				}
+			}
+		}
+		return resp
+	}}
+}
+
+// checkTransactional rejects transactional batches: transactions are not
+// implemented yet, and accepting them would break read_committed readers.
+func checkTransactional(batches []recordbatch.Batch) error {
+	for _, bt := range batches {
+		if bt.Transactional() {
+			return errTransactionsUnsupported
+		}
+	}
+	return nil
+}
