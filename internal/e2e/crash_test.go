@@ -83,8 +83,9 @@ func TestKill9UnderLoad(t *testing.T) {
 		mu.Lock()
 		n := len(acked)
 		mu.Unlock()
-		t.Logf("cycle %d: killed with %d records acknowledged so far", c, n)
+		began := time.Now()
 		proc.Restart()
+		t.Logf("cycle %d: killed with %d records acknowledged so far; serving again after %v", c, n, time.Since(began).Round(time.Millisecond))
 	}
 	// Let the producers drain what they buffered, then stop them.
 	time.Sleep(500 * time.Millisecond)
