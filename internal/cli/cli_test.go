@@ -1,0 +1,176 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tiercel/tiercel/internal/brokertest"
+)
+
+// run executes the tiercel command line against addr with stdin, and
+// returns stdout and the error.
+func run(t *testing.T, addr, stdin string, args ...string) (string, error) {
+	t.Helper()
+	root := NewRoot()
+	var out bytes.Buffer
+	root.SetArgs(append([]string{"--bootstrap-server", addr}, args...))
+	root.SetIn(strings.NewReader(stdin))
+	root.SetOut(&out)
+	root.SetErr(&out)
+	err := root.Execute()
+	return out.String(), err
+}
+
+func mustRun(t *testing.T, addr, stdin string, args ...string) string {
+	t.Helper()
+	out, err := run(t, addr, stdin, args...)
+	if err != nil {
+		t.Fatalf("tiercel %v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+func TestTopicCommands(t *testing.T) {
+	b := brokertest.Start(t)
+	a := b.Addr()
+	if out := mustRun(t, a, "", "topic", "create", "orders", "--partitions", "3", "--config", "retention.ms=60000"); !strings.Contains(out, "Created topic orders") {
+		t.Fatalf("create: %q", out)
+	}
+	mustRun(t, a, "", "topic", "create", "--topic", "orders", "--if-not-exists")
+	_, err := run(t, a, "", "topic", "create", "orders")
+	if err == nil || !strings.Contains(err.Error(), "TOPIC_ALREADY_EXISTS") {
+		t.Fatalf("duplicate create: %v", err)
+	}
+	mustRun(t, a, "", "topic", "create", "audit")
+	if out := mustRun(t, a, "", "topic", "list"); out != "audit\norders\n" {
+		t.Fatalf("list: %q", out)
+	}
+	out := mustRun(t, a, "", "topic", "describe", "orders")
+	if !strings.Contains(out, "PartitionCount: 3") || !strings.Contains(out, "retention.ms=60000") || strings.Count(out, "Leader: 1") != 3 {
+		t.Fatalf("describe: %q", out)
+	}
+	mustRun(t, a, "", "topic", "alter", "orders", "--partitions", "4", "--config", "max.message.bytes=4096", "--delete-config", "retention.ms")
+	var views []topicView
+	if err := json.Unmarshal([]byte(mustRun(t, a, "", "-o", "json", "topic", "describe", "orders")), &views); err != nil {
+		t.Fatal(err)
+	}
+	if len(views) != 1 || len(views[0].Partitions) != 4 || views[0].Configs["max.message.bytes"] != "4096" || views[0].Configs["retention.ms"] != "" {
+		t.Fatalf("after alter: %+v", views)
+	}
+	_, err = run(t, a, "", "topic", "alter", "orders", "--config", "cleanup.policy=shred")
+	if err == nil || !strings.Contains(err.Error(), "INVALID_CONFIG") {
+		t.Fatalf("invalid config: %v", err)
+	}
+	mustRun(t, a, "", "topic", "delete", "audit")
+	mustRun(t, a, "", "topic", "delete", "audit", "--if-exists")
+	_, err = run(t, a, "", "topic", "delete", "audit")
+	if err == nil || !strings.Contains(err.Error(), "UNKNOWN_TOPIC_OR_PARTITION") {
+		t.Fatalf("deleting a missing topic: %v", err)
+	}
+	_, err = run(t, a, "", "topic", "create", "bad name")
+	if err == nil || !strings.Contains(err.Error(), "INVALID_TOPIC_EXCEPTION") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("invalid name: %v", err)
+	}
+}
+
+func TestProduceConsumeOffsets(t *testing.T) {
+	b := brokertest.Start(t)
+	a := b.Addr()
+	mustRun(t, a, "", "topic", "create", "events", "--partitions", "1")
+	before := time.Now().UnixMilli()
+	mustRun(t, a, "h1:x,h2:y\tk1:hello\nh1:z\tk2:world\n", "produce", "--topic", "events",
+		"--property", "parse.key=true", "--property", "key.separator=:", "--property", "parse.headers=true", "--compression-type", "zstd")
+	mustRun(t, a, "plain\n", "produce", "--topic", "events", "--header", "src=cli", "--acks", "1", "--sync")
+
+	out := mustRun(t, a, "", "consume", "--topic", "events", "--from-beginning", "--max-messages", "3",
+		"--property", "print.key=true", "--property", "print.offset=true", "--property", "print.headers=true", "--property", "key.separator=|")
+	want := "Offset:0|h1:x,h2:y|k1|hello\nOffset:1|h1:z|k2|world\nOffset:2|src:cli|null|plain\n"
+	if out != want {
+		t.Fatalf("consume:\n%q\nwant\n%q", out, want)
+	}
+	out = mustRun(t, a, "", "-o", "json", "consume", "--topic", "events", "--partition", "0", "--offset", "1", "--max-messages", "1")
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(out), &rec); err != nil {
+		t.Fatalf("json consume %q: %v", out, err)
+	}
+	if rec["offset"] != float64(1) || rec["key"] != "k2" || rec["value"] != "world" || rec["headers"].(map[string]any)["h1"] != "z" {
+		t.Fatalf("json record %v", rec)
+	}
+	if out := mustRun(t, a, "", "consume", "--topic", "events", "--from-beginning", "--timeout-ms", "1000"); strings.Count(out, "\n") != 3 {
+		t.Fatalf("consume until idle: %q", out)
+	}
+	if out := mustRun(t, a, "", "offsets", "--topic", "events"); out != "events:0:3\n" {
+		t.Fatalf("offsets latest: %q", out)
+	}
+	if out := mustRun(t, a, "", "offsets", "--topic", "events", "--time", "earliest"); out != "events:0:0\n" {
+		t.Fatalf("offsets earliest: %q", out)
+	}
+	if out := mustRun(t, a, "", "offsets", "--topic", "events", "--time", "9999999999999"); out != "events:0:3\n" {
+		t.Fatalf("offsets after every timestamp: %q", out)
+	}
+	if out := mustRun(t, a, "", "offsets", "--topic", "events", "--time", itoa(before-60000)); out != "events:0:0\n" {
+		t.Fatalf("offsets by time: %q", out)
+	}
+	_, err := run(t, a, "x:y\n", "produce", "--topic", "events", "--property", "parse.key=true")
+	if err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Fatalf("a line without the key separator: %v", err)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestClientErrors(t *testing.T) {
+	b := brokertest.Start(t, "auto.create.topics.enable=false")
+	_, err := run(t, b.Addr(), "x\n", "produce", "--topic", "missing")
+	if err == nil || !strings.Contains(err.Error(), "UNKNOWN_TOPIC_OR_PARTITION") {
+		t.Fatalf("produce to a missing topic: %v", err)
+	}
+	_, err = run(t, b.Addr(), "", "offsets", "--topic", "missing")
+	if err == nil || !strings.Contains(err.Error(), "UNKNOWN_TOPIC_OR_PARTITION") {
+		t.Fatalf("offsets of a missing topic: %v", err)
+	}
+	_, err = run(t, b.Addr(), "", "topic", "create", "zero", "--partitions", "0")
+	if err == nil || !strings.Contains(err.Error(), "INVALID_PARTITIONS") {
+		t.Fatalf("zero partitions: %v", err)
+	}
+	start := time.Now()
+	_, err = run(t, "127.0.0.1:1", "", "topic", "list")
+	if err == nil || !strings.Contains(err.Error(), "cannot reach a broker at 127.0.0.1:1") {
+		t.Fatalf("unreachable broker: %v", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("took %v to report an unreachable broker", d)
+	}
+}
+
+func TestLogDump(t *testing.T) {
+	b := brokertest.Start(t)
+	a := b.Addr()
+	mustRun(t, a, "", "topic", "create", "dump", "--partitions", "1")
+	mustRun(t, a, "k:v1\nk:v2\n", "produce", "--topic", "dump", "--property", "parse.key=true", "--property", "key.separator=:", "--sync")
+	seg := filepath.Join(b.DataDir(), "dump-0", "00000000000000000000.log")
+	out := mustRun(t, a, "", "log", "dump", seg, "--print-data-log")
+	if !strings.Contains(out, "baseOffset: 0") || !strings.Contains(out, "isvalid: true") || !strings.Contains(out, "payload: v2") {
+		t.Fatalf("dump: %s", out)
+	}
+	var bv batchView
+	line := strings.SplitN(mustRun(t, a, "", "-o", "json", "log", "dump", seg), "\n", 3)[1]
+	if err := json.Unmarshal([]byte(line), &bv); err != nil || !bv.CRCValid || bv.Compression != "none" {
+		t.Fatalf("json dump %q: %v", line, err)
+	}
+	data, _ := os.ReadFile(seg)
+	bad := filepath.Join(t.TempDir(), "00000000000000000000.log")
+	corrupt := append([]byte(nil), data...)
+	corrupt[len(corrupt)-1] ^= 0xff
+	os.WriteFile(bad, append(corrupt, 1, 2, 3), 0o644)
+	out, err := run(t, a, "", "log", "dump", bad)
+	if err == nil || !strings.Contains(err.Error(), "position") || !strings.Contains(out, "isvalid: false") {
+		t.Fatalf("corrupt segment: %v\n%s", err, out)
+	}
+}
