@@ -1,0 +1,194 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// SuiteOptions configure `make bench`.
+type SuiteOptions struct {
+	Binary          string        // the tiercel binary to start as the broker
+	Dir             string        // where the broker's data directory is made (its disk is what is measured)
+	ProduceDuration time.Duration // length of the throughput run
+	E2EDuration     time.Duration
+	E2ERate         float64 // bytes per second
+	ProfileDir      string  // where a CPU profile of the produce run is saved ("" = none)
+	Progress        io.Writer
+}
+
+// Report is the suite's outcome with the machine limits it is compared to.
+type Report struct {
+	Date             string  `json:"date"`
+	DiskAppend1MiB   float64 `json:"disk_append_1mib_fdatasync_mib_s"`
+	DiskAppend64KiB  float64 `json:"disk_append_64kib_fdatasync_mib_s"`
+	LoopbackMiBs     float64 `json:"loopback_mib_s"`
+	Produce          Result  `json:"produce"`
+	Consume          Result  `json:"consume"`
+	E2E              Result  `json:"e2e"`
+	ProduceCPUPerGiB float64 `json:"broker_cpu_seconds_per_gib_produced"`
+	ConsumeCPUPerGiB float64 `json:"broker_cpu_seconds_per_gib_consumed"`
+	BrokerRSSMiB     float64 `json:"broker_rss_mib"`
+	ProduceRatio     float64 `json:"produce_over_disk_append"`
+}
+
+// RunSuite measures the machine's limits, starts a broker, and runs the
+// produce, consume and end-to-end workloads against it.
+func RunSuite(ctx context.Context, o SuiteOptions) (Report, error) {
+	rep := Report{Date: time.Now().UTC().Format(time.RFC3339)}
+	data, err := os.MkdirTemp(o.Dir, "tiercel-bench-data-")
+	if err != nil {
+		return rep, err
+	}
+	defer os.RemoveAll(data)
+	logf := func(format string, args ...any) {
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, format+"\n", args...)
+		}
+	}
+	logf("measuring fdatasync'd 1 MiB appends in %s", data)
+	if rep.DiskAppend1MiB, err = DiskAppend(data, 1<<20, 4*time.Second); err != nil {
+		return rep, err
+	}
+	if rep.DiskAppend64KiB, err = DiskAppend(data, 64<<10, 2*time.Second); err != nil {
+		return rep, err
+	}
+	if rep.LoopbackMiBs, err = Loopback(2 * time.Second); err != nil {
+		return rep, err
+	}
+	logf("disk %.0f MiB/s (1 MiB) %.0f MiB/s (64 KiB), loopback %.0f MiB/s", rep.DiskAppend1MiB, rep.DiskAppend64KiB, rep.LoopbackMiBs)
+
+	kafkaAddr, httpAddr := freeAddr(), freeAddr()
+	cmd := exec.Command(o.Binary, "serve", "--data-dir", filepath.Join(data, "broker"), "--kafka-addr", kafkaAddr, "--http-addr", httpAddr, "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return rep, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	if err := waitReady(ctx, kafkaAddr); err != nil {
+		return rep, err
+	}
+	pid := cmd.Process.Pid
+
+	w := Workload{Brokers: []string{kafkaAddr}, Topic: "bench", Partitions: 6, RecordSize: 1024, Duration: o.ProduceDuration, Acks: "all", Progress: o.Progress}
+	if err := EnsureTopic(ctx, w); err != nil {
+		return rep, err
+	}
+	var profErr chan error
+	if o.ProfileDir != "" {
+		profErr = make(chan error, 1)
+		go func() {
+			profErr <- saveProfile(httpAddr, filepath.Join(o.ProfileDir, "produce.cpu.prof"), min(10*time.Second, o.ProduceDuration))
+		}()
+	}
+	cpu0, _, _ := ProcStat(pid)
+	if rep.Produce, err = Produce(ctx, w); err != nil {
+		return rep, err
+	}
+	cpu1, rss, _ := ProcStat(pid)
+	rep.ProduceCPUPerGiB = (cpu1 - cpu0) / (float64(rep.Produce.Bytes) / (1 << 30))
+	rep.ProduceRatio = rep.Produce.MiBPerSec / rep.DiskAppend1MiB
+	if profErr != nil {
+		if err := <-profErr; err != nil {
+			logf("cpu profile: %v", err)
+		}
+	}
+
+	w.Records = rep.Produce.Records
+	if rep.Consume, err = Consume(ctx, w); err != nil {
+		return rep, err
+	}
+	cpu2, rss2, _ := ProcStat(pid)
+	rep.ConsumeCPUPerGiB = (cpu2 - cpu1) / (float64(rep.Consume.Bytes) / (1 << 30))
+
+	e := Workload{Brokers: w.Brokers, Topic: "bench-e2e", Partitions: 6, RecordSize: 1024, Duration: o.E2EDuration, Acks: "all", RateBytes: o.E2ERate, Progress: o.Progress}
+	if err := EnsureTopic(ctx, e); err != nil {
+		return rep, err
+	}
+	if rep.E2E, err = EndToEnd(ctx, e); err != nil {
+		return rep, err
+	}
+	rep.BrokerRSSMiB = float64(max(rss, rss2)) / (1 << 20)
+	return rep, nil
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "127.0.0.1:0"
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitReady(ctx context.Context, addr string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestRetries(0))
+		if err == nil {
+			c, cancel := context.WithTimeout(ctx, time.Second)
+			_, err = kmsg.NewPtrApiVersionsRequest().RequestWith(c, cl)
+			cancel()
+			cl.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("broker at %s did not answer within 30s", addr)
+}
+
+func saveProfile(httpAddr, path string, d time.Duration) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", httpAddr, int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}
+
+// Summary renders the report with each figure's target.
+func (r Report) Summary() string {
+	check := func(ok bool) string {
+		if ok {
+			return "meets target"
+		}
+		return "MISSES target"
+	}
+	return fmt.Sprintf(`machine limits (same run)
+  fdatasync'd appends, 1 MiB   %8.1f MiB/s
+  fdatasync'd appends, 64 KiB  %8.1f MiB/s
+  loopback TCP                 %8.1f MiB/s
+broker (1 KiB records, 6 partitions, franz-go client on the same machine)
+  produce acks=all (fsync)     %8.1f MiB/s  = %.2f x disk append   (target >= 0.6: %s)
+  consume                      %8.1f MiB/s                         (target >= 500: %s)
+  e2e at %.0f MB/s               p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  (targets 4 / 8 / 20 ms: %s)
+  broker CPU per GiB produced  %8.2f s                             (target <= 2: %s)
+  broker CPU per GiB consumed  %8.2f s
+  broker RSS                   %8.1f MiB
+`, r.DiskAppend1MiB, r.DiskAppend64KiB, r.LoopbackMiBs,
+		r.Produce.MiBPerSec, r.ProduceRatio, check(r.ProduceRatio >= 0.6),
+		r.Consume.MiBPerSec, check(r.Consume.MiBPerSec >= 500),
+		r.E2E.MiBPerSec*1.048576, r.E2E.P50Ms, r.E2E.P99Ms, r.E2E.P999Ms, check(r.E2E.P50Ms <= 4 && r.E2E.P99Ms <= 8 && r.E2E.P999Ms <= 20),
+		r.ProduceCPUPerGiB, check(r.ProduceCPUPerGiB <= 2), r.ConsumeCPUPerGiB, r.BrokerRSSMiB)
+}
+
+// JSON renders the report as JSON.
+func (r Report) JSON() string { b, _ := json.MarshalIndent(r, "", "  "); return string(b) }
