@@ -315,3 +315,62 @@ func TestDeleteLog(t *testing.T) {
 	}
 	m.Close()
 }
+
+// TestCorruptionBelowCheckpointIsReported flips a byte in a batch that a
+// checkpoint already covers: recovery trusts it, so the read must catch it
+// and name the file and position rather than serve it.
+func TestCorruptionBelowCheckpointIsReported(t *testing.T) {
+	e := newEnv(vfs.Default, t.TempDir(), DefaultConfig())
+	m := e.open(t)
+	l, _ := m.Create(tp0, [16]byte{}, DefaultConfig())
+	mustAppend(t, l, batch(t, "first"))
+	mustAppend(t, l, batch(t, "second"))
+	if err := m.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	m.closeLogs() // a crash after the checkpoint: no clean-shutdown marker
+	seg := filepath.Join(e.dir, "t-0", "00000000000000000000.log")
+	data, _ := os.ReadFile(seg)
+	data[len(data)-2] ^= 0xff // inside the second batch
+	os.WriteFile(seg, data, 0o644)
+
+	m = e.open(t)
+	defer m.Close()
+	l = m.Get(tp0)
+	if l.EndOffset() != 2 {
+		t.Fatalf("a checkpointed batch was truncated: end %d", l.EndOffset())
+	}
+	res, err := l.Read(0, 1<<20, 2)
+	if err != nil || len(values(t, res.Records)) != 1 {
+		t.Fatalf("the good batch before the corrupt one: %v %v", err, values(t, res.Records))
+	}
+	_, err = l.Read(1, 1<<20, 2)
+	if !errors.Is(err, ErrCorruptLog) || !strings.Contains(err.Error(), seg) || !strings.Contains(err.Error(), "position") {
+		t.Fatalf("corrupt batch: %v", err)
+	}
+}
+
+// TestTornTailTruncated appends garbage after the last batch, as a torn
+// write would leave, and checks that recovery cuts exactly there.
+func TestTornTailTruncated(t *testing.T) {
+	e := newEnv(vfs.Default, t.TempDir(), DefaultConfig())
+	m := e.open(t)
+	l, _ := m.Create(tp0, [16]byte{}, DefaultConfig())
+	mustAppend(t, l, batch(t, "kept"))
+	m.closeLogs()
+	seg := filepath.Join(e.dir, "t-0", "00000000000000000000.log")
+	good, _ := os.ReadFile(seg)
+	half := batch(t, "torn")
+	os.WriteFile(seg, append(append([]byte(nil), good...), half[:len(half)/2]...), 0o644)
+	m = e.open(t)
+	defer m.Close()
+	if got := readAll(t, m.Get(tp0), 0); !reflect.DeepEqual(got, []string{"kept"}) {
+		t.Fatalf("after recovery: %v", got)
+	}
+	if st, _ := os.Stat(seg); st.Size() != int64(len(good)) {
+		t.Fatalf("segment is %d bytes, want %d", st.Size(), len(good))
+	}
+	if r := mustAppend(t, m.Get(tp0), batch(t, "next")); r.BaseOffset != 1 {
+		t.Fatalf("append after truncation at %d", r.BaseOffset)
+	}
+}

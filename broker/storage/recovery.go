@@ -128,7 +128,7 @@ func (m *Manager) openLog(tp TopicPartition, dir string, cfg Config, ri recovery
 			}
 			if replayFrom < nextBase {
 				// Producer state after the snapshot comes from the batch headers.
-				if _, err := l.scan(s, 0, false, replayFrom); err != nil {
+				if _, err := l.scan(s, 0, 1<<63-1, replayFrom); err != nil {
 					return nil, err
 				}
 			}
@@ -148,11 +148,20 @@ func (m *Manager) openLog(tp TopicPartition, dir string, cfg Config, ri recovery
 		if from == 0 {
 			s.index, s.times, s.maxTS, s.maxTSOff = nil, nil, -1, -1
 		}
-		valid, err := l.scan(s, from, !ri.clean || last, replayFrom)
+		// Batches below the recovery point were durable and checked when
+		// written; only what follows it can be torn. Reads verify the rest.
+		verifyFrom := rp
+		if ri.clean {
+			verifyFrom = 1<<63 - 1
+		}
+		valid, err := l.scan(s, from, verifyFrom, replayFrom)
 		if err != nil {
 			return nil, err
 		}
 		if valid < s.size {
+			if s.next < rp && !ri.clean {
+				m.logger.Error("unreadable framing below the recovery point: acknowledged data is lost", "path", s.logPath(), "position", valid, "offset", s.next)
+			}
 			m.logger.Warn("truncating a torn or corrupt log tail", "path", s.logPath(), "position", valid, "dropped_bytes", s.size-valid)
 			if err := s.file.Truncate(valid); err != nil {
 				return nil, err
@@ -207,9 +216,10 @@ func trimTimes(ts []timeEntry, base, rp int64) []timeEntry {
 }
 
 // scan walks the batches of s from position from, rebuilding its indexes
-// and (for batches at or above replayFrom) producer state, verifying CRCs
-// when verify is set. It returns the position where valid data ends.
-func (l *Log) scan(s *segment, from int64, verify bool, replayFrom int64) (int64, error) {
+// and (for batches at or above replayFrom) producer state, verifying the
+// CRCs of batches at or above verifyFrom. It returns the position where
+// valid data ends.
+func (l *Log) scan(s *segment, from int64, verifyFrom int64, replayFrom int64) (int64, error) {
 	r := bufio.NewReaderSize(io.NewSectionReader(s.file, from, s.size-from), 1<<20)
 	pos := from
 	var hdr [recordbatch.HeaderSize]byte
@@ -223,7 +233,7 @@ func (l *Log) scan(s *segment, from int64, verify bool, replayFrom int64) (int64
 		if h.Magic != 2 || size < recordbatch.HeaderSize || pos+size > s.size || h.BaseOffset < s.base || h.LastOffsetDelta < 0 {
 			return pos, nil
 		}
-		if verify {
+		if h.BaseOffset >= verifyFrom {
 			if cap(body) < int(size) {
 				body = make([]byte, size)
 			}
