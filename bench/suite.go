@@ -24,6 +24,8 @@ type SuiteOptions struct {
 	E2EDuration     time.Duration
 	E2ERate         float64 // bytes per second
 	ProfileDir      string  // where a CPU profile of the produce run is saved ("" = none)
+	RecoveryGiB     float64 // fill the log to this size, kill -9, time the restart (0 = skip)
+	IdlePartitions  int     // create this many idle partitions and report RSS per partition (0 = skip)
 	Progress        io.Writer
 }
 
@@ -40,6 +42,10 @@ type Report struct {
 	ConsumeCPUPerGiB float64 `json:"broker_cpu_seconds_per_gib_consumed"`
 	BrokerRSSMiB     float64 `json:"broker_rss_mib"`
 	ProduceRatio     float64 `json:"produce_over_disk_append"`
+	RecoveryGiB      float64 `json:"recovery_log_gib,omitempty"`
+	RecoverySeconds  float64 `json:"recovery_seconds_after_kill9,omitempty"`
+	IdlePartitions   int     `json:"idle_partitions,omitempty"`
+	IdleKiBPerPart   float64 `json:"rss_kib_per_idle_partition,omitempty"`
 }
 
 // RunSuite measures the machine's limits, starts a broker, and runs the
@@ -69,13 +75,19 @@ func RunSuite(ctx context.Context, o SuiteOptions) (Report, error) {
 	logf("disk %.0f MiB/s (1 MiB) %.0f MiB/s (64 KiB), loopback %.0f MiB/s", rep.DiskAppend1MiB, rep.DiskAppend64KiB, rep.LoopbackMiBs)
 
 	kafkaAddr, httpAddr := freeAddr(), freeAddr()
-	cmd := exec.Command(o.Binary, "serve", "--data-dir", filepath.Join(data, "broker"), "--kafka-addr", kafkaAddr, "--http-addr", httpAddr, "--log-level", "warn")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return rep, err
+	start := func() (*exec.Cmd, error) {
+		cmd := exec.Command(o.Binary, "serve", "--data-dir", filepath.Join(data, "broker"), "--kafka-addr", kafkaAddr, "--http-addr", httpAddr, "--log-level", "warn")
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		return cmd, waitReady(ctx, kafkaAddr)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	if err := waitReady(ctx, kafkaAddr); err != nil {
+	cmd, err := start()
+	if cmd != nil {
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	}
+	if err != nil {
 		return rep, err
 	}
 	pid := cmd.Process.Pid
@@ -119,6 +131,42 @@ func RunSuite(ctx context.Context, o SuiteOptions) (Report, error) {
 		return rep, err
 	}
 	rep.BrokerRSSMiB = float64(max(rss, rss2)) / (1 << 20)
+
+	if o.RecoveryGiB > 0 {
+		have := float64(rep.Produce.Bytes+rep.E2E.Bytes) / (1 << 30)
+		if more := o.RecoveryGiB - have; more > 0 {
+			fill := w
+			fill.Records, fill.Duration = int64(more*(1<<30))/int64(w.RecordSize), 0
+			logf("filling the log to %.1f GiB", o.RecoveryGiB)
+			if _, err := Produce(ctx, fill); err != nil {
+				return rep, err
+			}
+			have = o.RecoveryGiB
+		}
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		began := time.Now()
+		if cmd, err = start(); err != nil {
+			return rep, fmt.Errorf("restart after kill -9: %w", err)
+		}
+		rep.RecoverySeconds = time.Since(began).Seconds()
+		rep.RecoveryGiB = have
+		pid = cmd.Process.Pid
+		logf("restarted after kill -9 with %.1f GiB in %.2f s", have, rep.RecoverySeconds)
+	}
+	if o.IdlePartitions > 0 {
+		time.Sleep(time.Second)
+		_, before, _ := ProcStat(pid)
+		idle := Workload{Brokers: w.Brokers, Topic: "bench-idle", Partitions: int32(o.IdlePartitions)}
+		logf("creating %d idle partitions", o.IdlePartitions)
+		if err := EnsureTopic(ctx, idle); err != nil {
+			return rep, err
+		}
+		time.Sleep(2 * time.Second)
+		_, after, _ := ProcStat(pid)
+		rep.IdlePartitions = o.IdlePartitions
+		rep.IdleKiBPerPart = float64(after-before) / 1024 / float64(o.IdlePartitions)
+	}
 	return rep, nil
 }
 
@@ -183,11 +231,22 @@ broker (1 KiB records, 6 partitions, franz-go client on the same machine)
   broker CPU per GiB produced  %8.2f s                             (target <= 2: %s)
   broker CPU per GiB consumed  %8.2f s
   broker RSS                   %8.1f MiB
-`, r.DiskAppend1MiB, r.DiskAppend64KiB, r.LoopbackMiBs,
+`+r.extra(), r.DiskAppend1MiB, r.DiskAppend64KiB, r.LoopbackMiBs,
 		r.Produce.MiBPerSec, r.ProduceRatio, check(r.ProduceRatio >= 0.6),
 		r.Consume.MiBPerSec, check(r.Consume.MiBPerSec >= 500),
 		r.E2E.MiBPerSec*1.048576, r.E2E.P50Ms, r.E2E.P99Ms, r.E2E.P999Ms, check(r.E2E.P50Ms <= 4 && r.E2E.P99Ms <= 8 && r.E2E.P999Ms <= 20),
 		r.ProduceCPUPerGiB, check(r.ProduceCPUPerGiB <= 2), r.ConsumeCPUPerGiB, r.BrokerRSSMiB)
+}
+
+func (r Report) extra() string {
+	s := ""
+	if r.RecoverySeconds > 0 {
+		s += fmt.Sprintf("  restart after kill -9 with %.1f GiB: %.2f s to serving          (target <= 1 s: %s)\n", r.RecoveryGiB, r.RecoverySeconds, map[bool]string{true: "meets target", false: "MISSES target"}[r.RecoverySeconds <= 1])
+	}
+	if r.IdlePartitions > 0 {
+		s += fmt.Sprintf("  RSS per idle partition (%d): %.1f KiB                      (target <= 50: %s)\n", r.IdlePartitions, r.IdleKiBPerPart, map[bool]string{true: "meets target", false: "MISSES target"}[r.IdleKiBPerPart <= 50])
+	}
+	return s
 }
 
 // JSON renders the report as JSON.

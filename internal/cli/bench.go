@@ -122,6 +122,8 @@ func newBenchCmd(g *Globals) *cobra.Command {
 	sf.DurationVar(&so.E2EDuration, "e2e-duration", 15*time.Second, "length of the end-to-end run")
 	sf.Float64Var(&rateMB, "rate-mb", 20, "end-to-end rate in MB/s")
 	sf.StringVar(&so.ProfileDir, "profile-dir", "", "save a CPU profile of the broker during produce here")
+	sf.Float64Var(&so.RecoveryGiB, "recovery-gib", 10, "fill the log to this many GiB, kill -9 the broker and time its restart (0 skips)")
+	sf.IntVar(&so.IdlePartitions, "idle-partitions", 10000, "create this many idle partitions and report RSS per partition (0 skips)")
 	cmd.AddCommand(produce, consume, e2e, disk, loop, suite)
 	return cmd
 }
