@@ -139,6 +139,10 @@ func TestClientErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "INVALID_PARTITIONS") {
 		t.Fatalf("zero partitions: %v", err)
 	}
+	_, err = run(t, b.Addr(), "", "consume", "--topic", "x", "--group", "g")
+	if err == nil || !strings.Contains(err.Error(), "does not support consumer groups") {
+		t.Fatalf("--group against a broker without groups: %v", err)
+	}
 	start := time.Now()
 	_, err = run(t, "127.0.0.1:1", "", "topic", "list")
 	if err == nil || !strings.Contains(err.Error(), "cannot reach a broker at 127.0.0.1:1") {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func init() { register(newConsumeCmd) }
@@ -132,6 +133,11 @@ func newConsumeCmd(g *Globals) *cobra.Command {
 				return err
 			}
 			defer cl.Close()
+			if group != "" {
+				if err := requireGroupSupport(cmd.Context(), g, cl); err != nil {
+					return err
+				}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return consumeLoop(ctx, cmd.OutOrStdout(), g, cl, f, maxMessages, time.Duration(timeoutMs)*time.Millisecond)
@@ -149,6 +155,23 @@ func newConsumeCmd(g *Globals) *cobra.Command {
 	fl.StringVar(&isolation, "isolation-level", "read_uncommitted", "read_committed or read_uncommitted")
 	fl.StringArrayVar(&props, "property", nil, "print.key, print.timestamp, print.partition, print.offset, print.headers, key.separator (as kafka-console-consumer)")
 	return cmd
+}
+
+// requireGroupSupport fails fast when the cluster does not advertise the
+// group coordinator API, instead of letting the client retry forever.
+func requireGroupSupport(ctx context.Context, g *Globals, cl *kgo.Client) error {
+	c, cancel := timeoutCtx(ctx)
+	defer cancel()
+	resp, err := kmsg.NewPtrApiVersionsRequest().RequestWith(c, cl)
+	if err != nil {
+		return g.explain("api versions", err)
+	}
+	for _, k := range resp.ApiKeys {
+		if k.ApiKey == 10 { // FindCoordinator
+			return nil
+		}
+	}
+	return fmt.Errorf("--group: the broker at %s does not support consumer groups (no FindCoordinator API); use --partition or no group", g.BootstrapServer)
 }
 
 func startOffset(offset, timestamp string, fromBeginning bool) (kgo.Offset, error) {
