@@ -1,0 +1,8 @@
+// Package all links every objstore backend, so objstore.Open knows every
+// URL scheme.
+package all
+
+import (
+	_ "github.com/tiercel/tiercel/objstore/fs"  // file://
+	_ "github.com/tiercel/tiercel/objstore/mem" // mem://
+)
