@@ -5,6 +5,9 @@ BIN         := bin/tiercel
 # once and reused; see scripts/install-test-tools.sh.
 TIERCEL_TOOLS ?= $(HOME)/.cache/tiercel-tools
 export TIERCEL_TOOLS
+# Tests talk only to servers on this machine: the AWS SDK must never probe
+# the EC2 metadata address for credentials or a region.
+export AWS_EC2_METADATA_DISABLED = true
 FUZZTIME    ?= 10s
 TEST_TIMEOUT ?= 25m
 

@@ -1,4 +1,29 @@
 #!/usr/bin/env bash
-# Placeholder until the objstore work lands: installs nothing yet.
+# Installs the real servers the tests run against, pinned, into
+# $TIERCEL_TOOLS (default ~/.cache/tiercel-tools), skipping any already there
+# at its pinned version. Everything comes from the Go module proxy (and, for
+# Azurite, the npm registry), so a fresh machine needs nothing by hand.
 set -euo pipefail
-echo "install-test-tools: nothing to install yet"
+TOOLS=${TIERCEL_TOOLS:-$HOME/.cache/tiercel-tools}
+mkdir -p "$TOOLS/bin"
+
+VERSITYGW=github.com/versity/versitygw/cmd/versitygw@v1.8.0
+MINIO=github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
+
+install_go() { # name module@version
+	local name=$1 mod=$2 stamp="$TOOLS/bin/.$1.version"
+	if [ -x "$TOOLS/bin/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$mod" ]; then
+		echo "install-test-tools: $name $mod already installed"
+		return
+	fi
+	echo "install-test-tools: installing $name ($mod) into $TOOLS/bin"
+	GOBIN="$TOOLS/bin" GOFLAGS=-buildvcs=false go install "$mod"
+	echo "$mod" >"$stamp"
+}
+
+install_go versitygw "$VERSITYGW" &
+v=$!
+install_go minio "$MINIO" &
+m=$!
+wait $v
+wait $m

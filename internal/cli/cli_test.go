@@ -178,3 +178,33 @@ func TestLogDump(t *testing.T) {
 		t.Fatalf("corrupt segment: %v\n%s", err, out)
 	}
 }
+
+func TestObjstoreCommands(t *testing.T) {
+	// The AWS credential chain must never look beyond this machine.
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	u := "file://" + t.TempDir()
+	if out := mustRun(t, "x", "hello", "objstore", "put", u, "a/b.txt"); !strings.Contains(out, "stored a/b.txt (5 bytes") {
+		t.Fatalf("put: %q", out)
+	}
+	if _, err := run(t, "x", "again", "objstore", "put", "--if-not-exists", u, "a/b.txt"); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("create-only over an existing key: %v", err)
+	}
+	if out := mustRun(t, "x", "", "objstore", "cat", u, "a/b.txt"); out != "hello" {
+		t.Fatalf("cat: %q", out)
+	}
+	if out := mustRun(t, "x", "", "objstore", "ls", u, "a/"); !strings.Contains(out, "5     a/b.txt") {
+		t.Fatalf("ls: %q", out)
+	}
+	mustRun(t, "x", "", "objstore", "rm", u, "a/b.txt")
+	if _, err := run(t, "x", "", "objstore", "cat", u, "a/b.txt"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("cat after rm: %v", err)
+	}
+	if _, err := run(t, "x", "", "objstore", "ls", "ftp://nowhere/x"); err == nil || !strings.Contains(err.Error(), "unsupported URL scheme") {
+		t.Fatalf("bad scheme: %v", err)
+	}
+	if _, err := run(t, "x", "", "objstore", "ls", "s3://bucket/p?endpoint=http://127.0.0.1:1&region=us-east-1"); err == nil || !strings.Contains(err.Error(), "did not answer") {
+		t.Fatalf("unreachable S3 endpoint: %v", err)
+	}
+}

@@ -5,4 +5,5 @@ package all
 import (
 	_ "github.com/tiercel/tiercel/objstore/fs"  // file://
 	_ "github.com/tiercel/tiercel/objstore/mem" // mem://
+	_ "github.com/tiercel/tiercel/objstore/s3"  // s3://
 )
