@@ -76,15 +76,17 @@ func start(t testing.TB, name string, cmd *exec.Cmd) *bytes.Buffer {
 	return &out
 }
 
-// waitHTTP polls url until any HTTP answer arrives.
-func waitHTTP(t testing.TB, name, url string, out *bytes.Buffer) {
+// waitHTTP polls url until it answers (with status 200 when want200).
+func waitHTTP(t testing.TB, name, url string, out *bytes.Buffer, want200 bool) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(url)
 		if err == nil {
 			resp.Body.Close()
-			return
+			if !want200 || resp.StatusCode == http.StatusOK {
+				return
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -106,7 +108,7 @@ func StartVersityGW(t testing.TB) S3 {
 	s := S3{Endpoint: "http://" + addr, AccessKey: "tiercel", SecretKey: "tiercel-secret"}
 	cmd := exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey, "--port", addr, "posix", root)
 	out := start(t, "versitygw", cmd)
-	waitHTTP(t, "versitygw", s.Endpoint, out)
+	waitHTTP(t, "versitygw", s.Endpoint, out, false)
 	return s
 }
 
@@ -118,7 +120,8 @@ func StartMinIO(t testing.TB) S3 {
 	cmd := exec.Command(bin, "server", "--quiet", "--address", addr, "--console-address", console, t.TempDir())
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+s.AccessKey, "MINIO_ROOT_PASSWORD="+s.SecretKey, "MINIO_BROWSER=off")
 	out := start(t, "minio", cmd)
-	waitHTTP(t, "minio", s.Endpoint+"/minio/health/live", out)
+	// Liveness answers before MinIO can serve; readiness does not.
+	waitHTTP(t, "minio", s.Endpoint+"/minio/health/ready", out, true)
 	return s
 }
 
