@@ -9,6 +9,8 @@ mkdir -p "$TOOLS/bin"
 
 VERSITYGW=github.com/versity/versitygw/cmd/versitygw@v1.8.0
 MINIO=github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
+FAKEGCS=github.com/fsouza/fake-gcs-server@v1.56.1
+AZURITE=azurite@3.37.0
 
 install_go() { # name module@version
 	local name=$1 mod=$2 stamp="$TOOLS/bin/.$1.version"
@@ -25,5 +27,20 @@ install_go versitygw "$VERSITYGW" &
 v=$!
 install_go minio "$MINIO" &
 m=$!
+install_go fake-gcs-server "$FAKEGCS" &
+g=$!
+
+# Azurite comes from npm into its own directory; bin/azurite-blob links to it.
+stamp="$TOOLS/bin/.azurite.version"
+if [ -x "$TOOLS/bin/azurite-blob" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$AZURITE" ]; then
+	echo "install-test-tools: azurite $AZURITE already installed"
+else
+	echo "install-test-tools: installing $AZURITE into $TOOLS/azurite"
+	mkdir -p "$TOOLS/azurite"
+	(cd "$TOOLS/azurite" && npm install --no-audit --no-fund --loglevel=error "$AZURITE" >/dev/null)
+	ln -sf "$TOOLS/azurite/node_modules/.bin/azurite-blob" "$TOOLS/bin/azurite-blob"
+	echo "$AZURITE" >"$stamp"
+fi
 wait $v
 wait $m
+wait $g

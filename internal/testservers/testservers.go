@@ -127,3 +127,32 @@ func StartMinIO(t testing.TB) S3 {
 
 // String names the server for logs.
 func (s S3) String() string { return fmt.Sprintf("S3 at %s", s.Endpoint) }
+
+// StartFakeGCS runs fake-gcs-server and returns the host:port to put in
+// STORAGE_EMULATOR_HOST.
+func StartFakeGCS(t testing.TB) string {
+	bin := Tool(t, "fake-gcs-server")
+	addr := freePort(t)
+	host, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(bin, "-scheme", "http", "-host", host, "-port", port, "-backend", "filesystem",
+		"-filesystem-root", t.TempDir(), "-public-host", addr, "-log-level", "error")
+	out := start(t, "fake-gcs-server", cmd)
+	waitHTTP(t, "fake-gcs-server", "http://"+addr+"/storage/v1/b", out, true)
+	return addr
+}
+
+// AzuriteAccountKey is the well-known key of Azurite's development account
+// (public in Azurite's documentation; it protects nothing).
+const AzuriteAccountKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+// StartAzurite runs Azurite's blob service and returns a connection string.
+func StartAzurite(t testing.TB) string {
+	bin := Tool(t, "azurite-blob")
+	addr := freePort(t)
+	host, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(bin, "--blobHost", host, "--blobPort", port, "--location", t.TempDir(), "--skipApiVersionCheck", "--silent", "--loose")
+	out := start(t, "azurite", cmd)
+	endpoint := "http://" + addr + "/devstoreaccount1"
+	waitHTTP(t, "azurite", endpoint+"?comp=list", out, false)
+	return fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=%s;BlobEndpoint=%s;", AzuriteAccountKey, endpoint)
+}

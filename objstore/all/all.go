@@ -3,7 +3,9 @@
 package all
 
 import (
-	_ "github.com/tiercel/tiercel/objstore/fs"  // file://
-	_ "github.com/tiercel/tiercel/objstore/mem" // mem://
-	_ "github.com/tiercel/tiercel/objstore/s3"  // s3://
+	_ "github.com/tiercel/tiercel/objstore/azure" // azblob://
+	_ "github.com/tiercel/tiercel/objstore/fs"    // file://
+	_ "github.com/tiercel/tiercel/objstore/gcs"   // gs://
+	_ "github.com/tiercel/tiercel/objstore/mem"   // mem://
+	_ "github.com/tiercel/tiercel/objstore/s3"    // s3://
 )
