@@ -64,7 +64,72 @@ func (r *retrying) Get(ctx context.Context, key string, offset, length int64) (i
 		rc, attrs, err = r.Bucket.Get(ctx, key, offset, length) // the stream outlives the attempt's context
 		return err
 	})
-	return rc, attrs, err
+	if err != nil {
+		return nil, attrs, err
+	}
+	return &resumingReader{r: r, ctx: ctx, key: key, rc: rc, next: offset, remaining: length, version: attrs.Version}, attrs, nil
+}
+
+// resumingReader continues a stream that broke part way by asking for the
+// rest, as long as the object is still the version first read; a changed
+// object is ErrPrecondition rather than a splice of two versions.
+type resumingReader struct {
+	r         *retrying
+	ctx       context.Context
+	key       string
+	rc        io.ReadCloser
+	next      int64 // offset of the next byte
+	remaining int64 // bytes left, -1 = to the end
+	version   string
+	resumes   int
+}
+
+func (s *resumingReader) Read(p []byte) (int, error) {
+	if s.remaining == 0 {
+		return 0, io.EOF
+	}
+	if s.remaining > 0 && int64(len(p)) > s.remaining {
+		p = p[:s.remaining]
+	}
+	n, err := s.rc.Read(p)
+	s.next += int64(n)
+	if s.remaining > 0 {
+		s.remaining -= int64(n)
+	}
+	if err == nil || err == io.EOF || !errors.Is(err, ErrRetriable) && !isTransport(err) {
+		return n, err
+	}
+	if s.resumes >= max(s.r.p.Attempts, 1) || s.ctx.Err() != nil {
+		return n, err
+	}
+	s.resumes++
+	s.rc.Close()
+	var attrs Attrs
+	rerr := s.r.do(s.ctx, func(c context.Context) error {
+		var gerr error
+		s.rc, attrs, gerr = s.r.Bucket.Get(s.ctx, s.key, s.next, s.remaining)
+		return gerr
+	})
+	if rerr != nil {
+		s.rc = io.NopCloser(bytes.NewReader(nil))
+		return n, rerr
+	}
+	if attrs.Version != s.version {
+		s.rc.Close()
+		s.rc = io.NopCloser(bytes.NewReader(nil))
+		return n, Errorf(ErrPrecondition, "get", s.r.Name(), s.key, errors.New("the object changed while it was being read"))
+	}
+	if n > 0 {
+		return n, nil
+	}
+	return s.Read(p)
+}
+
+func (s *resumingReader) Close() error { return s.rc.Close() }
+
+// isTransport reports errors a broken connection gives mid-stream.
+func isTransport(err error) bool {
+	return errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func (r *retrying) Head(ctx context.Context, key string) (Attrs, error) {

@@ -100,7 +100,10 @@ func (b *Bucket) Get(ctx context.Context, key string, offset, length int64) (io.
 	p := b.f.CutRead
 	b.mu.Unlock()
 	if b.roll(p, "cut") {
-		return cutReader{rc, 1 + b.rng.Int63n(64)}, attrs, nil
+		b.mu.Lock()
+		n := 1 + b.rng.Int63n(64)
+		b.mu.Unlock()
+		return &cutReader{ReadCloser: rc, n: n}, attrs, nil
 	}
 	return rc, attrs, nil
 }
@@ -111,7 +114,7 @@ type cutReader struct {
 	n int64
 }
 
-func (c cutReader) Read(p []byte) (int, error) {
+func (c *cutReader) Read(p []byte) (int, error) {
 	if c.n <= 0 {
 		return 0, objstore.Errorf(objstore.ErrRetriable, "get", "", "", errors.New("injected: connection reset"))
 	}
