@@ -163,27 +163,49 @@ func (r *retrying) List(ctx context.Context, prefix string, opts ListOptions, fn
 }
 
 func (r *retrying) Put(ctx context.Context, key string, body io.Reader, opts PutOptions) (Attrs, error) {
-	// The body is buffered: a retry must resend it, and an ambiguous
-	// conditional write is judged by comparing it with what is stored.
-	data, err := io.ReadAll(body)
-	if err != nil {
-		return Attrs{}, Errorf(ErrPermanent, "put", r.Name(), key, err)
+	// A retry must resend the body, and an ambiguous conditional write is
+	// judged by comparing it with what is stored: a seekable body is
+	// rewound for both; anything else is buffered once.
+	rs, seekable := body.(io.ReadSeeker)
+	var start int64
+	if seekable {
+		var err error
+		if start, err = rs.Seek(0, io.SeekCurrent); err != nil {
+			seekable = false
+		}
+	}
+	if !seekable {
+		data, err := io.ReadAll(body)
+		if err != nil {
+			return Attrs{}, Errorf(ErrPermanent, "put", r.Name(), key, err)
+		}
+		rs, start = bytes.NewReader(data), 0
+	}
+	rewind := func() error {
+		_, err := rs.Seek(start, io.SeekStart)
+		return err
 	}
 	conditional := opts.IfNotExists || opts.IfVersion != ""
 	ambiguous := false
 	var attrs Attrs
-	err = r.do(ctx, func(c context.Context) error {
+	err := r.do(ctx, func(c context.Context) error {
+		if err := rewind(); err != nil {
+			return Errorf(ErrPermanent, "put", r.Name(), key, err)
+		}
 		var err error
-		attrs, err = r.Bucket.Put(c, key, bytes.NewReader(data), opts)
+		attrs, err = r.Bucket.Put(c, key, rs, opts)
 		if errors.Is(err, ErrRetriable) && conditional {
 			ambiguous = true
 		}
 		if errors.Is(err, ErrPrecondition) && ambiguous {
 			// An earlier attempt may have won: if the stored object is
 			// ours, the write happened exactly once.
-			if stored, sattrs, rerr := ReadAll(c, r.Bucket, key); rerr == nil && bytes.Equal(stored, data) {
-				attrs = sattrs
-				return nil
+			stored, sattrs, rerr := ReadAll(c, r.Bucket, key)
+			if rerr == nil && rewind() == nil {
+				if ours, _ := io.ReadAll(rs); bytes.Equal(stored, ours) {
+					attrs = sattrs
+					return nil
+				}
 			}
 		}
 		return err

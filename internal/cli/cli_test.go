@@ -208,3 +208,13 @@ func TestObjstoreCommands(t *testing.T) {
 		t.Fatalf("unreachable S3 endpoint: %v", err)
 	}
 }
+
+func TestObjstoreBenchSmoke(t *testing.T) {
+	u := "file://" + t.TempDir()
+	out := mustRun(t, "x", "", "objstore", "bench", u, "--sizes-mib", "1", "--concurrency", "1,2", "--per-worker", "1", "--ranges", "5", "--raw-dir", t.TempDir())
+	for _, want := range []string{"tiercel   ", "raw-disk", "put", "get", "range-get", "x2"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("bench output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -116,6 +116,6 @@ func newObjstoreCmd(g *Globals) *cobra.Command {
 		}
 		return nil
 	}}
-	cmd.AddCommand(ls, cat, put, rm)
+	cmd.AddCommand(ls, cat, put, rm, objstoreBenchCmd(g), objstoreMbCmd(g))
 	return cmd
 }

@@ -168,7 +168,14 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, opts objstore
 	return attrs, err
 }
 
+// singlePutMax is the largest known-size, seekable body sent as one
+// PutObject; larger ones go multipart for parallel parts.
+const singlePutMax = 64 << 20
+
 func (b *Bucket) put(ctx context.Context, key string, r io.Reader, opts objstore.PutOptions) (objstore.Attrs, error) {
+	if rs, ok := r.(io.ReadSeeker); ok && opts.Size >= 0 && opts.Size <= singlePutMax {
+		return b.putReader(ctx, key, rs, opts.Size, opts)
+	}
 	// Read up to one part: small objects go in one PutObject with a length.
 	first := make([]byte, partSize+1)
 	n, err := io.ReadFull(r, first)
@@ -192,15 +199,21 @@ func conditions(opts objstore.PutOptions) (ifNoneMatch, ifMatch *string) {
 }
 
 func (b *Bucket) putSingle(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
+	return b.putReader(ctx, key, bytes.NewReader(data), int64(len(data)), opts)
+}
+
+// putReader sends one PutObject straight from a seekable body (the SDK
+// needs to seek it to sign the payload), with no copy.
+func (b *Bucket) putReader(ctx context.Context, key string, body io.ReadSeeker, size int64, opts objstore.PutOptions) (objstore.Attrs, error) {
 	inm, im := conditions(opts)
 	out, err := b.client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: &b.cfg.Bucket, Key: aws.String(b.key(key)), Body: bytes.NewReader(data),
-		ContentLength: aws.Int64(int64(len(data))), IfNoneMatch: inm, IfMatch: im,
+		Bucket: &b.cfg.Bucket, Key: aws.String(b.key(key)), Body: body,
+		ContentLength: aws.Int64(size), IfNoneMatch: inm, IfMatch: im,
 	})
 	if err != nil {
 		return objstore.Attrs{}, b.classify("put", key, err)
 	}
-	return objstore.Attrs{Size: int64(len(data)), Version: aws.ToString(out.ETag)}, nil
+	return objstore.Attrs{Size: size, Version: aws.ToString(out.ETag)}, nil
 }
 
 func (b *Bucket) putMultipart(ctx context.Context, key string, r io.Reader, opts objstore.PutOptions) (objstore.Attrs, error) {
