@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -13,6 +14,28 @@ import (
 )
 
 func init() { register(newObjstoreCmd) }
+
+// refusal names why a store refused, from the providers' error codes.
+func refusal(err error) string {
+	msg := err.Error()
+	has := func(codes ...string) bool {
+		for _, c := range codes {
+			if strings.Contains(msg, c) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case has("InvalidAccessKeyId", "SignatureDoesNotMatch", "AuthenticationFailed", "InvalidAuthenticationInfo", "StatusCode: 401", "Error 401"):
+		return "wrong credentials"
+	case has("NoSuchBucket", "ContainerNotFound", "bucket doesn't exist", "ErrBucketNotExist"):
+		return "the bucket does not exist"
+	case has("AccessDenied", "AuthorizationFailure", "AuthorizationPermissionMismatch", "StatusCode: 403", "Error 403"):
+		return "no permission"
+	}
+	return "refused"
+}
 
 // newObjstoreCmd lets an operator check an object store URL: credentials,
 // bucket and connectivity, with each failure named plainly.
@@ -32,7 +55,7 @@ func newObjstoreCmd(g *Globals) *cobra.Command {
 		case errors.Is(err, objstore.ErrRetriable):
 			return fmt.Errorf("%s: the object store did not answer (unreachable endpoint, or throttled): %v", raw, err)
 		case errors.Is(err, objstore.ErrPermanent):
-			return fmt.Errorf("%s: refused (wrong credentials, missing bucket, or no permission): %v", raw, err)
+			return fmt.Errorf("%s: %s: %v", raw, refusal(err), err)
 		}
 		return err
 	}
