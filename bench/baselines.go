@@ -90,12 +90,16 @@ func (p *PlainS3) Name() string { return "plain-sdk" }
 func (p *PlainS3) Close() error { return nil }
 
 func (p *PlainS3) Put(ctx context.Context, k string, body io.Reader, o objstore.PutOptions) (objstore.Attrs, error) {
-	data, err := io.ReadAll(body)
-	if err != nil {
-		return objstore.Attrs{}, err
+	rs, ok := body.(io.ReadSeeker)
+	if !ok {
+		data, err := io.ReadAll(body)
+		if err != nil {
+			return objstore.Attrs{}, err
+		}
+		rs, o.Size = bytes.NewReader(data), int64(len(data))
 	}
-	_, err = p.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &p.bucket, Key: &k, Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data)))})
-	return objstore.Attrs{Size: int64(len(data))}, err
+	_, err := p.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &p.bucket, Key: &k, Body: rs, ContentLength: aws.Int64(o.Size)})
+	return objstore.Attrs{Size: o.Size}, err
 }
 
 func (p *PlainS3) Get(ctx context.Context, k string, off, n int64) (io.ReadCloser, objstore.Attrs, error) {
