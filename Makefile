@@ -11,7 +11,7 @@ export AWS_EC2_METADATA_DISABLED = true
 FUZZTIME    ?= 10s
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build run test unit fuzz tools bench lint clean
+.PHONY: all build run test unit fuzz tools bench bench-objstore lint clean
 
 all: build
 
@@ -39,6 +39,10 @@ fuzz:
 
 bench: build
 	bash scripts/bench.sh
+
+# The S3 backend against versitygw and MinIO, the bare SDK and local disk.
+bench-objstore: build tools
+	bash scripts/bench-objstore.sh
 
 lint:
 	$(GO) vet ./...

@@ -158,11 +158,8 @@ func (b *Broker) readParts(req *kmsg.FetchRequest, parts []fetchPart, maxTotal i
 			r.code, hasError = kerr.UnknownTopicOrPartition.Code, true
 			continue
 		}
-		if p.epoch >= 0 && p.epoch < leaderEpoch {
-			r.code, hasError = kerr.FencedLeaderEpoch.Code, true
-			continue
-		} else if p.epoch > leaderEpoch {
-			r.code, hasError = kerr.UnknownLeaderEpoch.Code, true
+		if code := epochError(p.epoch); code != 0 {
+			r.code, hasError = code, true
 			continue
 		}
 		hw := l.HighWatermark()

@@ -27,10 +27,8 @@ func (b *Broker) handleListOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
 			switch {
 			case l == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			case rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch < leaderEpoch:
-				sp.ErrorCode = kerr.FencedLeaderEpoch.Code
-			case rp.CurrentLeaderEpoch > leaderEpoch:
-				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+			case epochError(rp.CurrentLeaderEpoch) != 0:
+				sp.ErrorCode = epochError(rp.CurrentLeaderEpoch)
 			default:
 				switch rp.Timestamp {
 				case offsetLatest:

@@ -9,6 +9,18 @@ import (
 // control plane issue makes epochs real.
 const leaderEpoch = 0
 
+// epochError checks a request's current leader epoch (-1 = not given):
+// older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH, as Kafka answers.
+func epochError(current int32) int16 {
+	switch {
+	case current >= 0 && current < leaderEpoch:
+		return kerr.FencedLeaderEpoch.Code
+	case current > leaderEpoch:
+		return kerr.UnknownLeaderEpoch.Code
+	}
+	return 0
+}
+
 func (b *Broker) handleMetadata(req *kmsg.MetadataRequest) kmsg.Response {
 	resp := kmsg.NewPtrMetadataResponse()
 	host, port := b.advertised()

@@ -18,10 +18,8 @@ func (b *Broker) handleOffsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochReques
 			switch {
 			case l == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			case rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch < leaderEpoch:
-				sp.ErrorCode = kerr.FencedLeaderEpoch.Code
-			case rp.CurrentLeaderEpoch > leaderEpoch:
-				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+			case epochError(rp.CurrentLeaderEpoch) != 0:
+				sp.ErrorCode = epochError(rp.CurrentLeaderEpoch)
 			default:
 				sp.LeaderEpoch, sp.EndOffset = l.EndOffsetForEpoch(rp.LeaderEpoch)
 				if sp.LeaderEpoch == -1 && l.LatestEpoch() == -1 && rp.LeaderEpoch >= leaderEpoch {

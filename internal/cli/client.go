@@ -82,3 +82,15 @@ func rootCause(err error) error {
 		err = next
 	}
 }
+
+// withAdmin runs f with an admin client and a bounded context, closing both.
+func (g *Globals) withAdmin(parent context.Context, f func(ctx context.Context, adm *kadm.Client) error) error {
+	adm, done, err := g.newAdmin()
+	if err != nil {
+		return err
+	}
+	defer done()
+	ctx, cancel := timeoutCtx(parent)
+	defer cancel()
+	return f(ctx, adm)
+}

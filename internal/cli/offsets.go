@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -35,57 +36,53 @@ func newOffsetsCmd(g *Globals) *cobra.Command {
 				}
 				want[int32(n)] = true
 			}
-			adm, done, err := g.newAdmin()
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, cancel := timeoutCtx(cmd.Context())
-			defer cancel()
-			var listed kadm.ListedOffsets
-			switch at {
-			case "latest", "-1":
-				listed, err = adm.ListEndOffsets(ctx, topic)
-			case "earliest", "-2":
-				listed, err = adm.ListStartOffsets(ctx, topic)
-			case "max-timestamp", "-3":
-				listed, err = adm.ListMaxTimestampOffsets(ctx, topic)
-			default:
-				ms, perr := strconv.ParseInt(at, 10, 64)
-				if perr != nil || ms < 0 {
-					return fmt.Errorf("--time %q: want earliest, latest, max-timestamp or milliseconds since the epoch", at)
+			return g.withAdmin(cmd.Context(), func(ctx context.Context, adm *kadm.Client) error {
+				var listed kadm.ListedOffsets
+				var err error
+				switch at {
+				case "latest", "-1":
+					listed, err = adm.ListEndOffsets(ctx, topic)
+				case "earliest", "-2":
+					listed, err = adm.ListStartOffsets(ctx, topic)
+				case "max-timestamp", "-3":
+					listed, err = adm.ListMaxTimestampOffsets(ctx, topic)
+				default:
+					ms, perr := strconv.ParseInt(at, 10, 64)
+					if perr != nil || ms < 0 {
+						return fmt.Errorf("--time %q: want earliest, latest, max-timestamp or milliseconds since the epoch", at)
+					}
+					listed, err = adm.ListOffsetsAfterMilli(ctx, ms, topic)
 				}
-				listed, err = adm.ListOffsetsAfterMilli(ctx, ms, topic)
-			}
-			if err != nil {
-				return g.explain(fmt.Sprintf("topic %q", topic), err)
-			}
-			if len(listed[topic]) == 0 {
-				return fmt.Errorf("topic %q: UNKNOWN_TOPIC_OR_PARTITION: This server does not host this topic-partition.", topic)
-			}
-			type row struct {
-				Topic     string `json:"topic"`
-				Partition int32  `json:"partition"`
-				Offset    int64  `json:"offset"`
-			}
-			var rows []row
-			for p, o := range listed[topic] {
-				if len(want) > 0 && !want[p] {
-					continue
+				if err != nil {
+					return g.explain(fmt.Sprintf("topic %q", topic), err)
 				}
-				if o.Err != nil {
-					return g.explain(fmt.Sprintf("topic %q partition %d", topic, p), o.Err)
+				if len(listed[topic]) == 0 {
+					return fmt.Errorf("topic %q: UNKNOWN_TOPIC_OR_PARTITION: This server does not host this topic-partition.", topic)
 				}
-				rows = append(rows, row{topic, p, o.Offset})
-			}
-			sort.Slice(rows, func(i, j int) bool { return rows[i].Partition < rows[j].Partition })
-			if g.Output == "json" {
-				return printJSON(cmd.OutOrStdout(), rows)
-			}
-			for _, r := range rows {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s:%d:%d\n", r.Topic, r.Partition, r.Offset)
-			}
-			return nil
+				type row struct {
+					Topic     string `json:"topic"`
+					Partition int32  `json:"partition"`
+					Offset    int64  `json:"offset"`
+				}
+				var rows []row
+				for p, o := range listed[topic] {
+					if len(want) > 0 && !want[p] {
+						continue
+					}
+					if o.Err != nil {
+						return g.explain(fmt.Sprintf("topic %q partition %d", topic, p), o.Err)
+					}
+					rows = append(rows, row{topic, p, o.Offset})
+				}
+				sort.Slice(rows, func(i, j int) bool { return rows[i].Partition < rows[j].Partition })
+				if g.Output == "json" {
+					return printJSON(cmd.OutOrStdout(), rows)
+				}
+				for _, r := range rows {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s:%d:%d\n", r.Topic, r.Partition, r.Offset)
+				}
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -59,28 +60,23 @@ func topicCreateCmd(g *Globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			adm, done, err := g.newAdmin()
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, cancel := timeoutCtx(cmd.Context())
-			defer cancel()
-			r, err := adm.CreateTopic(ctx, partitions, replication, cfgs, names[0])
-			if r.Err != nil {
-				err = r.Err
-			}
-			if ifNotExists && errors.Is(err, kerr.TopicAlreadyExists) {
-				err = nil
-			}
-			if err != nil {
-				return g.explain(fmt.Sprintf("topic %q", names[0]), err)
-			}
-			if g.Output == "json" {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"topic": names[0], "id": r.ID.String(), "partitions": r.NumPartitions})
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Created topic %s.\n", names[0])
-			return nil
+			return g.withAdmin(cmd.Context(), func(ctx context.Context, adm *kadm.Client) error {
+				r, err := adm.CreateTopic(ctx, partitions, replication, cfgs, names[0])
+				if r.Err != nil {
+					err = r.Err
+				}
+				if ifNotExists && errors.Is(err, kerr.TopicAlreadyExists) {
+					err = nil
+				}
+				if err != nil {
+					return g.explain(fmt.Sprintf("topic %q", names[0]), err)
+				}
+				if g.Output == "json" {
+					return printJSON(cmd.OutOrStdout(), map[string]any{"topic": names[0], "id": r.ID.String(), "partitions": r.NumPartitions})
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Created topic %s.\n", names[0])
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -99,31 +95,27 @@ func topicListCmd(g *Globals) *cobra.Command {
 		Short: "List topics",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			adm, done, err := g.newAdmin()
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, cancel := timeoutCtx(cmd.Context())
-			defer cancel()
-			var topics kadm.TopicDetails
-			if excludeInternal {
-				topics, err = adm.ListTopics(ctx)
-			} else {
-				topics, err = adm.ListTopicsWithInternal(ctx)
-			}
-			if err != nil {
-				return g.explain("list topics", err)
-			}
-			names := topics.Names()
-			sort.Strings(names)
-			if g.Output == "json" {
-				return printJSON(cmd.OutOrStdout(), names)
-			}
-			for _, n := range names {
-				fmt.Fprintln(cmd.OutOrStdout(), n)
-			}
-			return nil
+			return g.withAdmin(cmd.Context(), func(ctx context.Context, adm *kadm.Client) error {
+				var topics kadm.TopicDetails
+				var err error
+				if excludeInternal {
+					topics, err = adm.ListTopics(ctx)
+				} else {
+					topics, err = adm.ListTopicsWithInternal(ctx)
+				}
+				if err != nil {
+					return g.explain("list topics", err)
+				}
+				names := topics.Names()
+				sort.Strings(names)
+				if g.Output == "json" {
+					return printJSON(cmd.OutOrStdout(), names)
+				}
+				for _, n := range names {
+					fmt.Fprintln(cmd.OutOrStdout(), n)
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&excludeInternal, "exclude-internal", false, "leave out internal topics")
@@ -151,54 +143,49 @@ func topicDescribeCmd(g *Globals) *cobra.Command {
 		Short: "Describe topics: partitions, leaders, replicas and non-default configs",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			names := topicArgs(args, topicFlag)
-			adm, done, err := g.newAdmin()
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, cancel := timeoutCtx(cmd.Context())
-			defer cancel()
-			details, err := adm.ListTopics(ctx, names...)
-			if err != nil {
-				return g.explain("describe topics", err)
-			}
-			var views []topicView
-			for _, n := range details.Names() {
-				d := details[n]
-				if d.Err != nil {
-					return g.explain(fmt.Sprintf("topic %q", n), d.Err)
+			return g.withAdmin(cmd.Context(), func(ctx context.Context, adm *kadm.Client) error {
+				details, err := adm.ListTopics(ctx, names...)
+				if err != nil {
+					return g.explain("describe topics", err)
 				}
-				v := topicView{Topic: n, ID: d.ID.String(), Configs: map[string]string{}}
-				for _, p := range d.Partitions.Sorted() {
-					v.Partitions = append(v.Partitions, partitionView{Partition: p.Partition, Leader: p.Leader, Replicas: p.Replicas, ISR: p.ISR})
-				}
-				rc, err := adm.DescribeTopicConfigs(ctx, n)
-				if err == nil && len(rc) == 1 {
-					for _, c := range rc[0].Configs {
-						if c.Source == 1 { // DYNAMIC_TOPIC_CONFIG: set on this topic
-							v.Configs[c.Key] = c.MaybeValue()
+				var views []topicView
+				for _, n := range details.Names() {
+					d := details[n]
+					if d.Err != nil {
+						return g.explain(fmt.Sprintf("topic %q", n), d.Err)
+					}
+					v := topicView{Topic: n, ID: d.ID.String(), Configs: map[string]string{}}
+					for _, p := range d.Partitions.Sorted() {
+						v.Partitions = append(v.Partitions, partitionView{Partition: p.Partition, Leader: p.Leader, Replicas: p.Replicas, ISR: p.ISR})
+					}
+					rc, err := adm.DescribeTopicConfigs(ctx, n)
+					if err == nil && len(rc) == 1 {
+						for _, c := range rc[0].Configs {
+							if c.Source == 1 { // DYNAMIC_TOPIC_CONFIG: set on this topic
+								v.Configs[c.Key] = c.MaybeValue()
+							}
 						}
 					}
+					views = append(views, v)
 				}
-				views = append(views, v)
-			}
-			sort.Slice(views, func(i, j int) bool { return views[i].Topic < views[j].Topic })
-			if g.Output == "json" {
-				return printJSON(cmd.OutOrStdout(), views)
-			}
-			w := cmd.OutOrStdout()
-			for _, v := range views {
-				var cfg []string
-				for k, val := range v.Configs {
-					cfg = append(cfg, k+"="+val)
+				sort.Slice(views, func(i, j int) bool { return views[i].Topic < views[j].Topic })
+				if g.Output == "json" {
+					return printJSON(cmd.OutOrStdout(), views)
 				}
-				sort.Strings(cfg)
-				fmt.Fprintf(w, "Topic: %s\tTopicId: %s\tPartitionCount: %d\tConfigs: %s\n", v.Topic, v.ID, len(v.Partitions), strings.Join(cfg, ","))
-				for _, p := range v.Partitions {
-					fmt.Fprintf(w, "\tTopic: %s\tPartition: %d\tLeader: %d\tReplicas: %s\tIsr: %s\n", v.Topic, p.Partition, p.Leader, ints(p.Replicas), ints(p.ISR))
+				w := cmd.OutOrStdout()
+				for _, v := range views {
+					var cfg []string
+					for k, val := range v.Configs {
+						cfg = append(cfg, k+"="+val)
+					}
+					sort.Strings(cfg)
+					fmt.Fprintf(w, "Topic: %s\tTopicId: %s\tPartitionCount: %d\tConfigs: %s\n", v.Topic, v.ID, len(v.Partitions), strings.Join(cfg, ","))
+					for _, p := range v.Partitions {
+						fmt.Fprintf(w, "\tTopic: %s\tPartition: %d\tLeader: %d\tReplicas: %s\tIsr: %s\n", v.Topic, p.Partition, p.Leader, ints(p.Replicas), ints(p.ISR))
+					}
 				}
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&topicFlag, "topic", "", "topic name (instead of the argument)")
@@ -228,45 +215,40 @@ func topicAlterCmd(g *Globals) *cobra.Command {
 			if partitions == 0 && len(configs) == 0 && len(deletes) == 0 {
 				return errors.New("nothing to change: give --partitions, --config or --delete-config")
 			}
-			adm, done, err := g.newAdmin()
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, cancel := timeoutCtx(cmd.Context())
-			defer cancel()
-			what := fmt.Sprintf("topic %q", names[0])
-			if partitions > 0 {
-				r, err := adm.UpdatePartitions(ctx, partitions, names[0])
-				if err == nil {
-					err = r[names[0]].Err
+			return g.withAdmin(cmd.Context(), func(ctx context.Context, adm *kadm.Client) error {
+				what := fmt.Sprintf("topic %q", names[0])
+				if partitions > 0 {
+					r, err := adm.UpdatePartitions(ctx, partitions, names[0])
+					if err == nil {
+						err = r[names[0]].Err
+					}
+					if err != nil {
+						return g.explain(what, err)
+					}
 				}
+				var alters []kadm.AlterConfig
+				cfgs, err := parseConfigs(configs)
 				if err != nil {
-					return g.explain(what, err)
+					return err
 				}
-			}
-			var alters []kadm.AlterConfig
-			cfgs, err := parseConfigs(configs)
-			if err != nil {
-				return err
-			}
-			for k, v := range cfgs {
-				alters = append(alters, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: v})
-			}
-			for _, k := range deletes {
-				alters = append(alters, kadm.AlterConfig{Op: kadm.DeleteConfig, Name: k})
-			}
-			if len(alters) > 0 {
-				r, err := adm.AlterTopicConfigs(ctx, alters, names[0])
-				if err == nil && len(r) == 1 {
-					err = r[0].Err
+				for k, v := range cfgs {
+					alters = append(alters, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: v})
 				}
-				if err != nil {
-					return g.explain(what, err)
+				for _, k := range deletes {
+					alters = append(alters, kadm.AlterConfig{Op: kadm.DeleteConfig, Name: k})
 				}
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Altered topic %s.\n", names[0])
-			return nil
+				if len(alters) > 0 {
+					r, err := adm.AlterTopicConfigs(ctx, alters, names[0])
+					if err == nil && len(r) == 1 {
+						err = r[0].Err
+					}
+					if err != nil {
+						return g.explain(what, err)
+					}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Altered topic %s.\n", names[0])
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -288,28 +270,23 @@ func topicDeleteCmd(g *Globals) *cobra.Command {
 			if len(names) == 0 {
 				return errors.New("give at least one topic name")
 			}
-			adm, done, err := g.newAdmin()
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, cancel := timeoutCtx(cmd.Context())
-			defer cancel()
-			r, err := adm.DeleteTopics(ctx, names...)
-			if err != nil {
-				return g.explain("delete topics", err)
-			}
-			for _, n := range names {
-				e := r[n].Err
-				if ifExists && errors.Is(e, kerr.UnknownTopicOrPartition) {
-					continue
+			return g.withAdmin(cmd.Context(), func(ctx context.Context, adm *kadm.Client) error {
+				r, err := adm.DeleteTopics(ctx, names...)
+				if err != nil {
+					return g.explain("delete topics", err)
 				}
-				if e != nil {
-					return g.explain(fmt.Sprintf("topic %q", n), e)
+				for _, n := range names {
+					e := r[n].Err
+					if ifExists && errors.Is(e, kerr.UnknownTopicOrPartition) {
+						continue
+					}
+					if e != nil {
+						return g.explain(fmt.Sprintf("topic %q", n), e)
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "Deleted topic %s.\n", n)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "Deleted topic %s.\n", n)
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&ifExists, "if-exists", false, "succeed if a topic does not exist")
