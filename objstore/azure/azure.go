@@ -165,7 +165,9 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, opts objstore
 	cr := &countingReader{r: r}
 	resp, err := b.client.UploadStream(ctx, b.container, b.prefix+key, cr, &azblob.UploadStreamOptions{
 		BlockSize: 8 << 20, Concurrency: 4,
-		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: cond},
+		// Each staged block carries a CRC64 the service verifies.
+		TransactionalValidation: blob.TransferValidationTypeComputeCRC64(),
+		AccessConditions:        &blob.AccessConditions{ModifiedAccessConditions: cond},
 	})
 	if err != nil {
 		err = b.classify("put", key, err)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"net/url"
@@ -119,8 +120,21 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, opts objstore
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // an abandoned writer is cancelled, never committed
 	w := o.NewWriter(ctx)
-	w.SendCRC32C = false
 	w.ChunkSize = 16 << 20
+	if rs, ok := r.(io.ReadSeeker); ok {
+		// GCS checks the CRC32C of what it received and refuses a mismatch.
+		start, err := rs.Seek(0, io.SeekCurrent)
+		if err == nil {
+			h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+			if _, err = io.Copy(h, rs); err == nil {
+				_, err = rs.Seek(start, io.SeekStart)
+			}
+			if err != nil {
+				return objstore.Attrs{}, objstore.Errorf(objstore.ErrPermanent, "put", b.name, key, err)
+			}
+			w.CRC32C, w.SendCRC32C = h.Sum32(), true
+		}
+	}
 	if _, err := io.Copy(w, r); err != nil {
 		return objstore.Attrs{}, b.classify("put", key, err)
 	}

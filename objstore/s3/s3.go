@@ -147,7 +147,12 @@ func (b *Bucket) Get(ctx context.Context, key string, offset, length int64) (io.
 			fmt.Sscan((*out.ContentRange)[i+1:], &size)
 		}
 	}
-	return out.Body, objstore.Attrs{Size: size, Version: aws.ToString(out.ETag)}, nil
+	body := out.Body
+	if in.Range == nil {
+		// A whole single-part object is checked against the MD5 its ETag states.
+		body = verifying(body, aws.ToString(out.ETag), key)
+	}
+	return body, objstore.Attrs{Size: size, Version: aws.ToString(out.ETag)}, nil
 }
 
 func (b *Bucket) Head(ctx context.Context, key string) (objstore.Attrs, error) {
@@ -206,9 +211,13 @@ func (b *Bucket) putSingle(ctx context.Context, key string, data []byte, opts ob
 // needs to seek it to sign the payload), with no copy.
 func (b *Bucket) putReader(ctx context.Context, key string, body io.ReadSeeker, size int64, opts objstore.PutOptions) (objstore.Attrs, error) {
 	inm, im := conditions(opts)
+	sum, err := contentMD5(body)
+	if err != nil {
+		return objstore.Attrs{}, objstore.Errorf(objstore.ErrPermanent, "put", b.cfg.Bucket, key, err)
+	}
 	out, err := b.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: &b.cfg.Bucket, Key: aws.String(b.key(key)), Body: body,
-		ContentLength: aws.Int64(size), IfNoneMatch: inm, IfMatch: im,
+		ContentLength: aws.Int64(size), ContentMD5: aws.String(sum), IfNoneMatch: inm, IfMatch: im,
 	})
 	if err != nil {
 		return objstore.Attrs{}, b.classify("put", key, err)
@@ -231,8 +240,10 @@ func (b *Bucket) putMultipart(ctx context.Context, key string, r io.Reader, opts
 	for num := int32(1); ; num++ {
 		n, rerr := io.ReadFull(r, buf)
 		if n > 0 {
+			part := bytes.NewReader(buf[:n])
+			sum, _ := contentMD5(part)
 			out, err := b.client.UploadPart(ctx, &s3.UploadPartInput{Bucket: &b.cfg.Bucket, Key: k, UploadId: up.UploadId,
-				PartNumber: aws.Int32(num), Body: bytes.NewReader(buf[:n]), ContentLength: aws.Int64(int64(n))})
+				PartNumber: aws.Int32(num), Body: part, ContentLength: aws.Int64(int64(n)), ContentMD5: aws.String(sum)})
 			if err != nil {
 				abort()
 				return objstore.Attrs{}, b.classify("put", key, err)
