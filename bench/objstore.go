@@ -59,58 +59,94 @@ func (o *ObjOptions) defaults() {
 	}
 }
 
-// Objstore measures PUT and GET throughput and ranged-GET latency of b.
-// It deletes what it wrote.
-func Objstore(ctx context.Context, store string, b objstore.Bucket, o ObjOptions) ([]ObjResult, error) {
+// Store is a bucket under a name for a comparison.
+type Store struct {
+	Name   string
+	Bucket objstore.Bucket
+}
+
+// Objstore measures PUT and GET throughput and ranged-GET latency of each
+// store. Stores are interleaved cell by cell, and the order alternates
+// between repetitions, so a server warming up or a noisy neighbour does not
+// favour whichever client runs first. Throughput is the mean of the
+// repetitions. It deletes what it wrote.
+func Objstore(ctx context.Context, stores []Store, o ObjOptions) ([]ObjResult, error) {
 	o.defaults()
+	const reps = 2
 	var out []ObjResult
 	for _, sz := range o.Sizes {
 		data := make([]byte, sz)
 		_, _ = rand.Read(data)
 		for _, c := range o.Concurrency {
-			keys := make([]string, c*o.PerWorker)
-			for i := range keys {
-				keys[i] = fmt.Sprintf("tiercel-bench/%d/%d/%d", sz, c, i)
-			}
-			put := func(k string) error {
-				_, err := b.Put(ctx, k, bytes.NewReader(data), objstore.PutOptions{Size: sz})
-				return err
-			}
-			get := func(k string) error {
-				rc, _, err := b.Get(ctx, k, 0, -1)
-				if err != nil {
-					return err
+			sums := map[string]map[string]float64{}
+			for rep := 0; rep < reps; rep++ {
+				for i := range stores {
+					st := stores[i]
+					if rep%2 == 1 {
+						st = stores[len(stores)-1-i]
+					}
+					if sums[st.Name] == nil {
+						sums[st.Name] = map[string]float64{}
+					}
+					put, get, err := cell(ctx, st.Bucket, data, c, o.PerWorker, fmt.Sprintf("tiercel-bench/%d/%d/%d", sz, c, rep))
+					if err != nil {
+						return out, fmt.Errorf("%s %s x%d: %w", st.Name, size(sz), c, err)
+					}
+					sums[st.Name]["put"] += put / reps
+					sums[st.Name]["get"] += get / reps
 				}
-				defer rc.Close()
-				n, err := io.Copy(io.Discard, rc)
-				if err == nil && n != sz {
-					err = fmt.Errorf("read %d of %d bytes", n, sz)
-				}
-				return err
 			}
-			for _, op := range []struct {
-				name string
-				f    func(string) error
-			}{{"put", put}, {"get", get}} {
-				d, err := parallel(keys, c, op.f)
-				if err != nil {
-					return out, fmt.Errorf("%s %s x%d: %w", op.name, size(sz), c, err)
+			for _, st := range stores {
+				for _, op := range []string{"put", "get"} {
+					out = append(out, ObjResult{Store: st.Name, Op: op, Size: sz, Concurrency: c, MiBPerSec: sums[st.Name][op]})
 				}
-				out = append(out, ObjResult{Store: store, Op: op.name, Size: sz, Concurrency: c, MiBPerSec: mibPerSec(sz*int64(len(keys)), d)})
-			}
-			if sz == o.Sizes[0] && c == o.Concurrency[0] {
-				r, err := rangeLatency(ctx, store, b, keys[0], sz, o)
-				if err != nil {
-					return out, err
-				}
-				out = append(out, r)
-			}
-			for _, k := range keys {
-				_ = b.Delete(ctx, k)
 			}
 		}
 	}
+	for _, st := range stores {
+		r, err := rangeLatency(ctx, st.Name, st.Bucket, o)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", st.Name, err)
+		}
+		out = append(out, r)
+	}
 	return out, nil
+}
+
+// cell writes then reads c*perWorker objects with c workers and returns
+// both throughputs in MiB/s.
+func cell(ctx context.Context, b objstore.Bucket, data []byte, c, perWorker int, prefix string) (float64, float64, error) {
+	sz := int64(len(data))
+	keys := make([]string, c*perWorker)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s/%d", prefix, i)
+	}
+	defer func() {
+		for _, k := range keys {
+			_ = b.Delete(ctx, k)
+		}
+	}()
+	putD, err := parallel(keys, c, func(k string) error {
+		_, err := b.Put(ctx, k, bytes.NewReader(data), objstore.PutOptions{Size: sz})
+		return err
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	getD, err := parallel(keys, c, func(k string) error {
+		rc, _, err := b.Get(ctx, k, 0, -1)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		n, err := io.Copy(io.Discard, rc)
+		if err == nil && n != sz {
+			err = fmt.Errorf("read %d of %d bytes", n, sz)
+		}
+		return err
+	})
+	total := sz * int64(len(keys))
+	return mibPerSec(total, putD), mibPerSec(total, getD), err
 }
 
 func parallel(keys []string, c int, f func(string) error) (time.Duration, error) {
@@ -142,11 +178,19 @@ func parallel(keys []string, c int, f func(string) error) (time.Duration, error)
 	return time.Since(start), first
 }
 
-func rangeLatency(ctx context.Context, store string, b objstore.Bucket, key string, sz int64, o ObjOptions) (ObjResult, error) {
+func rangeLatency(ctx context.Context, store string, b objstore.Bucket, o ObjOptions) (ObjResult, error) {
+	sz := 8 * o.RangeSize
+	data := make([]byte, sz)
+	_, _ = rand.Read(data)
+	const key = "tiercel-bench/range"
+	if _, err := b.Put(ctx, key, bytes.NewReader(data), objstore.PutOptions{Size: sz}); err != nil {
+		return ObjResult{}, err
+	}
+	defer b.Delete(ctx, key)
 	h := newHist()
 	buf := make([]byte, o.RangeSize)
 	for i := 0; i < o.Ranges; i++ {
-		off := (int64(i) * 7919 * o.RangeSize) % max(sz-o.RangeSize, 1)
+		off := (int64(i) * 7919 * o.RangeSize) % (sz - o.RangeSize)
 		start := time.Now()
 		rc, _, err := b.Get(ctx, key, off, o.RangeSize)
 		if err != nil {

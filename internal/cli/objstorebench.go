@@ -45,10 +45,7 @@ func objstoreBenchCmd(g *Globals) *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			results, err := bench.Objstore(c.Context(), "tiercel", b, o)
-			if err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
-			}
+			stores := []bench.Store{{Name: "tiercel", Bucket: b}}
 			if u, _ := url.Parse(args[0]); u != nil && u.Scheme == "s3" {
 				cfg := s3store.FromURL(u)
 				if cfg.Prefix != "" {
@@ -58,11 +55,7 @@ func objstoreBenchCmd(g *Globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				more, err := bench.Objstore(c.Context(), "plain-sdk", plain, o)
-				if err != nil {
-					return fmt.Errorf("plain SDK baseline: %w", err)
-				}
-				results = append(results, more...)
+				stores = append(stores, bench.Store{Name: "plain-sdk", Bucket: plain})
 			}
 			if rawDir == "" {
 				if rawDir, err = os.MkdirTemp(".", "tiercel-objbench-"); err != nil {
@@ -70,11 +63,11 @@ func objstoreBenchCmd(g *Globals) *cobra.Command {
 				}
 				defer os.RemoveAll(rawDir)
 			}
-			more, err := bench.Objstore(c.Context(), "raw-disk", bench.RawDisk{Dir: rawDir}, o)
+			stores = append(stores, bench.Store{Name: "raw-disk", Bucket: bench.RawDisk{Dir: rawDir}})
+			results, err := bench.Objstore(c.Context(), stores, o)
 			if err != nil {
-				return fmt.Errorf("raw disk: %w", err)
+				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			results = append(results, more...)
 			if g.Output == "json" {
 				return printJSON(c.OutOrStdout(), results)
 			}
