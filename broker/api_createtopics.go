@@ -100,6 +100,9 @@ func (b *Broker) handleDeleteTopics(req *kmsg.DeleteTopicsRequest) kmsg.Response
 			st.ErrorCode = kerr.UnknownTopicID.Code
 		case t == nil:
 			st.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		case internalTopicError(t.meta.Name) != 0:
+			st.ErrorCode = internalTopicError(t.meta.Name)
+			st.ErrorMessage = kmsg.StringPtr("the internal topic " + t.meta.Name + " cannot be deleted")
 		default:
 			st.Topic, st.TopicID = kmsg.StringPtr(t.meta.Name), t.id
 			if err := b.deleteTopic(t); err != nil {

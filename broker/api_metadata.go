@@ -74,7 +74,7 @@ func (b *Broker) metadataTopic(name string, withOps bool) kmsg.MetadataResponseT
 		return mt
 	}
 	mt.TopicID = t.id
-	mt.IsInternal = false
+	mt.IsInternal = name == offsetsTopic
 	if withOps {
 		mt.AuthorizedOperations = allTopicOperations
 	}

@@ -54,6 +54,12 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) re
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
+			if code := internalTopicError(rt.Topic); code != 0 {
+				// Kafka lets only the coordinator write its internal topics.
+				sp.ErrorCode = code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			l := t.logs[rp.Partition]
 			overrides := t.meta.Configs
 			var err error

@@ -17,6 +17,15 @@ var apis = map[int16]apiRange{
 	1:  {4, 16}, // Fetch
 	2:  {1, 9},  // ListOffsets
 	3:  {0, 12}, // Metadata
+	8:  {2, 9},  // OffsetCommit
+	9:  {1, 9},  // OffsetFetch
+	10: {0, 6},  // FindCoordinator
+	11: {0, 9},  // JoinGroup
+	12: {0, 4},  // Heartbeat
+	13: {0, 5},  // LeaveGroup
+	14: {0, 5},  // SyncGroup
+	15: {0, 5},  // DescribeGroups
+	16: {0, 5},  // ListGroups
 	18: {0, 4},  // ApiVersions
 	19: {2, 7},  // CreateTopics
 	20: {1, 6},  // DeleteTopics
@@ -27,7 +36,9 @@ var apis = map[int16]apiRange{
 	33: {0, 2},  // AlterConfigs
 	35: {1, 4},  // DescribeLogDirs
 	37: {0, 3},  // CreatePartitions
+	42: {0, 2},  // DeleteGroups
 	44: {0, 1},  // IncrementalAlterConfigs
+	47: {0, 0},  // OffsetDelete
 	60: {0, 1},  // DescribeCluster
 	75: {0, 0},  // DescribeTopicPartitions
 }
@@ -78,6 +89,28 @@ func (b *Broker) handle(ctx context.Context, h requestHeader, req kmsg.Request) 
 		return now(b.handleCreatePartitions(r))
 	case *kmsg.DescribeClusterRequest:
 		return now(b.handleDescribeCluster(r))
+	case *kmsg.OffsetCommitRequest:
+		return b.handleOffsetCommit(ctx, r)
+	case *kmsg.OffsetFetchRequest:
+		return b.handleOffsetFetch(ctx, r)
+	case *kmsg.OffsetDeleteRequest:
+		return b.handleOffsetDelete(ctx, r)
+	case *kmsg.FindCoordinatorRequest:
+		return now(b.handleFindCoordinator(r))
+	case *kmsg.JoinGroupRequest:
+		return b.handleJoinGroup(ctx, h, r)
+	case *kmsg.SyncGroupRequest:
+		return b.handleSyncGroup(ctx, r)
+	case *kmsg.HeartbeatRequest:
+		return b.handleHeartbeat(ctx, r)
+	case *kmsg.LeaveGroupRequest:
+		return b.handleLeaveGroup(ctx, r)
+	case *kmsg.DescribeGroupsRequest:
+		return b.handleDescribeGroups(ctx, r)
+	case *kmsg.ListGroupsRequest:
+		return b.handleListGroups(ctx, r)
+	case *kmsg.DeleteGroupsRequest:
+		return b.handleDeleteGroups(ctx, r)
 	case *kmsg.DescribeTopicPartitionsRequest:
 		return now(b.handleDescribeTopicPartitions(r))
 	}

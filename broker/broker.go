@@ -43,6 +43,7 @@ type Broker struct {
 	mgr      *storage.Manager
 	waiters  *waiters
 	sessions *fetchSessions
+	coord    *coordinator
 
 	mu      sync.RWMutex // guards topics, byID and cat
 	topics  map[string]*topic
@@ -127,6 +128,7 @@ func New(opts Options) (*Broker, error) {
 		mgr.Close()
 		return nil, err
 	}
+	b.coord = newCoordinator(b)
 	b.metrics.ObservePartitions(b.partitionStats)
 	return b, nil
 }
@@ -214,6 +216,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			_ = nc.SetReadDeadline(time.Now())
 		}
 		b.connsMu.Unlock()
+		// Requests parked in the coordinator (a JoinGroup waiting for a
+		// rebalance) are answered NOT_COORDINATOR so the drain is quick.
+		b.coord.close()
 		done := make(chan struct{})
 		go func() { b.connsWG.Wait(); close(done) }()
 		select {

@@ -39,11 +39,12 @@ type conn struct {
 	queue chan *pending
 	ctx   context.Context
 	stop  context.CancelFunc
+	host  string // the client's address as Kafka reports it: "/ip"
 }
 
 func (b *Broker) serveConn(nc net.Conn) {
 	ctx, stop := context.WithCancel(context.Background())
-	c := &conn{b: b, nc: nc, queue: make(chan *pending, inflight), ctx: ctx, stop: stop}
+	c := &conn{b: b, nc: nc, queue: make(chan *pending, inflight), ctx: ctx, stop: stop, host: clientHost(nc)}
 	b.metrics.ConnOpened()
 	defer b.metrics.ConnClosed()
 	var wg sync.WaitGroup
@@ -87,6 +88,7 @@ func (c *conn) readLoop() {
 		}
 		c.b.metrics.BytesIn(int(size) + 4)
 		h, req, err := decodeRequest(body)
+		h.host = c.host
 		if err != nil {
 			if errors.Is(err, errUnsupportedVersion) && h.key == 18 {
 				c.enqueue(h, &pending{resp: unsupportedApiVersions()}, "ApiVersions")
@@ -182,4 +184,13 @@ func unsupportedApiVersions() kmsg.Response {
 	resp.ErrorCode = kerr.UnsupportedVersion.Code
 	resp.SetVersion(0)
 	return resp
+}
+
+// clientHost formats a connection's peer as Kafka's DescribeGroups does.
+func clientHost(nc net.Conn) string {
+	host, _, err := net.SplitHostPort(nc.RemoteAddr().String())
+	if err != nil {
+		return "/" + nc.RemoteAddr().String()
+	}
+	return "/" + host
 }

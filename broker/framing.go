@@ -14,6 +14,7 @@ type requestHeader struct {
 	version     int16
 	correlation int32
 	clientID    string
+	host        string // the client's address, for DescribeGroups
 }
 
 var errMalformed = errors.New("malformed request")

@@ -281,3 +281,17 @@ func TestProduceRejects(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+// roundTrip sends req at exactly this version (a kgo client would pick its
+// own) and decodes the answer.
+func (r *raw) roundTrip(req kmsg.Request, version int16) kmsg.Response {
+	r.t.Helper()
+	r.send(frame(req, version, 7))
+	resp := req.ResponseKind()
+	resp.SetVersion(version)
+	_, body := r.read(resp.IsFlexible() && req.Key() != 18)
+	if err := resp.ReadFrom(body); err != nil {
+		r.t.Fatalf("%s v%d: decoding the response: %v", kmsg.NameForKey(req.Key()), version, err)
+	}
+	return resp
+}

@@ -324,3 +324,14 @@ func ParseListener(v string) (string, error) {
 	}
 	return addr, nil
 }
+
+// List returns a list config's comma-separated items, trimmed, empty ones dropped.
+func (b *Broker) List(name string) []string {
+	var out []string
+	for _, item := range strings.Split(b.Get(name), ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}

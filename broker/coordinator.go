@@ -1,0 +1,388 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf16"
+
+	"github.com/tiercel/tiercel/broker/group"
+	"github.com/tiercel/tiercel/broker/storage"
+	"github.com/tiercel/tiercel/internal/recordbatch"
+)
+
+// offsetsTopic holds group and offset state, in Kafka's record format.
+const offsetsTopic = "__consumer_offsets"
+
+// coordinatorTick bounds how late a session expiry or rebalance timeout
+// is noticed.
+const coordinatorTick = 100 * time.Millisecond
+
+var errCoordinatorClosed = errors.New("group coordinator is shutting down")
+
+// coordinator drives one group.Shard per partition of __consumer_offsets,
+// each owned by its own goroutine (shardRunner). The topic is created on
+// first use, as Kafka does.
+type coordinator struct {
+	b    *Broker
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	mu      sync.Mutex // guards runners
+	runners []*shardRunner
+	closed  bool
+}
+
+func newCoordinator(b *Broker) *coordinator {
+	c := &coordinator{b: b, stop: make(chan struct{})}
+	if t := b.getTopic(offsetsTopic); t != nil {
+		c.startLocked(t)
+	}
+	return c
+}
+
+// shards returns the runners, creating the offsets topic if needed.
+func (c *coordinator) shards() ([]*shardRunner, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errCoordinatorClosed
+	}
+	if c.runners != nil {
+		return c.runners, nil
+	}
+	t := c.b.getTopic(offsetsTopic)
+	if t == nil {
+		var err error
+		t, err = c.b.createTopic(offsetsTopic, int32(c.b.cfg.Int64("offsets.topic.num.partitions")), -1, map[string]string{
+			"cleanup.policy": "compact",
+			"segment.bytes":  c.b.cfg.Get("offsets.topic.segment.bytes"),
+		}, false)
+		if err != nil && !errors.Is(err, errTopicExists) {
+			return nil, fmt.Errorf("creating %s: %w", offsetsTopic, err)
+		}
+		if t == nil {
+			t = c.b.getTopic(offsetsTopic)
+		}
+	}
+	c.startLocked(t)
+	return c.runners, nil
+}
+
+func (c *coordinator) startLocked(t *topic) {
+	cfg := c.b.groupConfig()
+	for p, l := range t.logs {
+		r := &shardRunner{
+			c: c, partition: int32(p), log: l, shard: group.NewShard(cfg),
+			in: make(chan func(time.Time), 256), waits: map[group.ReplyTo]chan any{},
+		}
+		r.syncCond = sync.NewCond(&r.syncMu)
+		if l.EndOffset() == l.StartOffset() {
+			// Nothing to replay (a new topic): serve at once.
+			r.shard.Loaded(time.Now())
+			r.loaded.Store(true)
+		}
+		c.runners = append(c.runners, r)
+		c.wg.Add(2)
+		go r.run()
+		go r.syncLoop()
+	}
+}
+
+// shardFor returns the runner of a group: Kafka's partitionFor, so a group
+// lands on the same partition number as in Kafka.
+func (c *coordinator) shardFor(groupID string) (*shardRunner, error) {
+	rs, err := c.shards()
+	if err != nil {
+		return nil, err
+	}
+	return rs[partitionFor(groupID, len(rs))], nil
+}
+
+// partitionFor is abs(String.hashCode) % n, Java's hash of UTF-16 units.
+func partitionFor(id string, n int) int {
+	var h int32
+	for _, r := range id {
+		if r >= 0x10000 {
+			a, b := utf16.EncodeRune(r)
+			h = 31*h + int32(a)
+			h = 31*h + int32(b)
+			continue
+		}
+		h = 31*h + int32(r)
+	}
+	return int(h&0x7fffffff) % n
+}
+
+// close stops every runner; waiting requests get errCoordinatorClosed.
+func (c *coordinator) close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.mu.Unlock()
+	close(c.stop)
+	for _, r := range c.runners {
+		r.syncMu.Lock()
+		r.syncCond.Broadcast()
+		r.syncMu.Unlock()
+	}
+	c.wg.Wait()
+}
+
+// groupConfig maps broker configs onto the coordinator's.
+func (b *Broker) groupConfig() group.Config {
+	ms := func(name string) time.Duration { return time.Duration(b.cfg.Int64(name)) * time.Millisecond }
+	return group.Config{
+		MinSessionTimeout:         ms("group.min.session.timeout.ms"),
+		MaxSessionTimeout:         ms("group.max.session.timeout.ms"),
+		InitialRebalanceDelay:     ms("group.initial.rebalance.delay.ms"),
+		MaxSize:                   int(b.cfg.Int64("group.max.size")),
+		MaxMetadataBytes:          int(b.cfg.Int64("offset.metadata.max.bytes")),
+		OffsetsRetention:          time.Duration(b.cfg.Int64("offsets.retention.minutes")) * time.Minute,
+		MaxRecordBytes:            int(b.cfg.Int64("message.max.bytes")),
+		ConsumerSessionTimeout:    ms("group.consumer.session.timeout.ms"),
+		ConsumerHeartbeatInterval: ms("group.consumer.heartbeat.interval.ms"),
+		ConsumerMaxSize:           int(b.cfg.Int64("group.consumer.max.size")),
+		ConsumerAssignors:         b.cfg.List("group.consumer.assignors"),
+		Topics:                    brokerTopics{b},
+		NewMemberID:               func(clientID string) string { return clientID + "-" + uuidString(newUUID()) },
+	}
+}
+
+// brokerTopics answers the coordinator's questions about topics.
+type brokerTopics struct{ b *Broker }
+
+func (t brokerTopics) Partitions(name string) int32 {
+	if tp := t.b.getTopic(name); tp != nil {
+		return int32(len(tp.logs))
+	}
+	return -1
+}
+
+func (t brokerTopics) TopicID(name string) ([16]byte, bool) {
+	if tp := t.b.getTopic(name); tp != nil {
+		return tp.id, true
+	}
+	return [16]byte{}, false
+}
+
+func (t brokerTopics) TopicName(id [16]byte) (string, bool) {
+	if tp := t.b.getTopicByID(id); tp != nil {
+		return tp.meta.Name, true
+	}
+	return "", false
+}
+
+// shardRunner owns one shard: every input runs on its goroutine, and its
+// writes go to one partition of __consumer_offsets.
+type shardRunner struct {
+	c         *coordinator
+	partition int32
+	log       *storage.Log
+	shard     *group.Shard
+	in        chan func(time.Time)
+	loaded    atomic.Bool
+
+	// Owned by the run goroutine.
+	waits   map[group.ReplyTo]chan any
+	nextTo  uint64
+	ticking bool
+
+	// Appended writes waiting for durability, in log order.
+	syncMu   sync.Mutex
+	syncCond *sync.Cond
+	syncQ    []pendingSync
+}
+
+type pendingSync struct {
+	id  uint64
+	end int64
+}
+
+// submit queues fn for the shard's goroutine now, so requests of one
+// connection reach the shard in the order they were read. The returned
+// channel receives the reply fn's shard addresses to `to` (which may come
+// after later inputs, e.g. for a JoinGroup).
+func (r *shardRunner) submit(ctx context.Context, fn func(s *group.Shard, now time.Time, to group.ReplyTo)) (chan any, error) {
+	ch := make(chan any, 1)
+	input := func(now time.Time) {
+		r.nextTo++
+		to := group.ReplyTo(r.nextTo)
+		r.waits[to] = ch
+		fn(r.shard, now, to)
+	}
+	select {
+	case r.in <- input:
+		return ch, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-r.c.stop:
+		return nil, errCoordinatorClosed
+	}
+}
+
+// existing returns the runners if the offsets topic exists, without creating it.
+func (c *coordinator) existing() []*shardRunner {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	return c.runners
+}
+
+func (r *shardRunner) deliver(to group.ReplyTo, v any) {
+	if ch := r.waits[to]; ch != nil {
+		delete(r.waits, to)
+		ch <- v
+	}
+}
+
+func (r *shardRunner) run() {
+	defer r.c.wg.Done()
+	if !r.loaded.Load() {
+		start := time.Now()
+		if err := r.load(); err != nil {
+			r.c.b.logger.Error("loading group state", "partition", r.partition, "err", err)
+		}
+		r.shard.Loaded(time.Now())
+		r.loaded.Store(true)
+		r.c.b.logger.Debug("group state loaded", "partition", r.partition, "took", time.Since(start))
+	}
+
+	tick := time.NewTicker(coordinatorTick)
+	tick.Stop()
+	expiry := time.NewTicker(time.Duration(r.c.b.cfg.Int64("offsets.retention.check.interval.ms")) * time.Millisecond)
+	defer expiry.Stop()
+	for {
+		select {
+		case f := <-r.in:
+			f(time.Now())
+			if !r.ticking {
+				r.ticking = true
+				tick.Reset(coordinatorTick)
+			}
+		case <-tick.C:
+			if r.shard.Tick(time.Now()).IsZero() {
+				r.ticking = false
+				tick.Stop()
+			}
+		case <-expiry.C:
+			r.shard.ExpireOffsets(time.Now())
+		case <-r.c.stop:
+			tick.Stop()
+			return
+		}
+		r.flush()
+	}
+}
+
+// flush delivers replies and appends writes until the shard is quiet.
+func (r *shardRunner) flush() {
+	for {
+		replies, writes := r.shard.Take()
+		if len(replies) == 0 && len(writes) == 0 {
+			return
+		}
+		for _, rp := range replies {
+			r.deliver(rp.To, rp.Resp)
+		}
+		for _, w := range writes {
+			end, err := r.append(w)
+			if err != nil {
+				r.c.b.logger.Error("group state write failed", "partition", r.partition, "err", err)
+				r.shard.Persisted(w.ID, err)
+				continue
+			}
+			r.syncMu.Lock()
+			r.syncQ = append(r.syncQ, pendingSync{w.ID, end})
+			r.syncCond.Signal()
+			r.syncMu.Unlock()
+		}
+	}
+}
+
+func (r *shardRunner) append(w group.Write) (int64, error) {
+	ts := time.Now().UnixMilli()
+	recs := make([]recordbatch.Record, len(w.Records))
+	for i, rec := range w.Records {
+		recs[i] = recordbatch.Record{Timestamp: ts, Key: rec.Key, Value: rec.Value}
+	}
+	batch, err := recordbatch.Build(recs, recordbatch.NoProducer())
+	if err != nil {
+		return 0, err
+	}
+	res, err := r.log.Append(batch, storage.AppendOptions{LeaderEpoch: leaderEpoch})
+	if err != nil {
+		return 0, err
+	}
+	return res.LastOffset + 1, nil
+}
+
+// syncLoop reports writes durable in order, so a shard applies them in the
+// order it made them.
+func (r *shardRunner) syncLoop() {
+	defer r.c.wg.Done()
+	for {
+		r.syncMu.Lock()
+		for len(r.syncQ) == 0 {
+			select {
+			case <-r.c.stop:
+				r.syncMu.Unlock()
+				return
+			default:
+			}
+			r.syncCond.Wait()
+		}
+		p := r.syncQ[0]
+		r.syncQ = r.syncQ[1:]
+		r.syncMu.Unlock()
+		err := r.log.WaitDurable(context.Background(), p.end)
+		select {
+		case r.in <- func(time.Time) { r.shard.Persisted(p.id, err) }:
+		case <-r.c.stop:
+			return
+		}
+	}
+}
+
+// load replays the partition into the shard.
+func (r *shardRunner) load() error {
+	now := time.Now()
+	off := r.log.StartOffset()
+	for {
+		res, err := r.log.Read(off, 1<<20, r.log.HighWatermark())
+		if err != nil {
+			return err
+		}
+		if len(res.Records) == 0 {
+			return nil
+		}
+		batches, err := recordbatch.Validate(res.Records, recordbatch.ValidateOptions{})
+		if err != nil {
+			return fmt.Errorf("offset %d: %w", off, err)
+		}
+		for _, bt := range batches {
+			recs, err := recordbatch.Records(bt)
+			if err != nil {
+				return fmt.Errorf("offset %d: %w", bt.BaseOffset, err)
+			}
+			for _, rec := range recs {
+				if rec.Offset < off {
+					continue
+				}
+				if err := r.shard.Load(now, rec.Key, rec.Value); err != nil {
+					r.c.b.logger.Warn("skipping an unreadable group record", "partition", r.partition, "offset", rec.Offset, "err", err)
+				}
+			}
+			off = bt.LastOffset() + 1
+		}
+	}
+}
+

@@ -1,0 +1,364 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tiercel/tiercel/internal/brokertest"
+)
+
+// groupSets make rebalances quick enough for tests.
+var groupSets = []string{"group.initial.rebalance.delay.ms=200", "group.min.session.timeout.ms=500"}
+
+// produceN writes n keyed records spread over the topic's partitions.
+func produceN(t *testing.T, addr, topic string, n int) {
+	t.Helper()
+	cl := client(t, addr, kgo.DefaultProduceTopic(topic))
+	rs := make([]*kgo.Record, n)
+	for i := range rs {
+		rs[i] = &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprint(i))}
+	}
+	if err := cl.ProduceSync(ctx(t), rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// member is one group consumer whose network can be cut, to look dead to
+// the broker without leaving the group.
+type member struct {
+	cl      *kgo.Client
+	assigns atomic.Int32 // partition assignments seen: each is a rebalance this member took part in
+	mu    sync.Mutex
+	conns []net.Conn
+	dead  atomic.Bool
+}
+
+func (m *member) dial(ctx context.Context, network, host string) (net.Conn, error) {
+	if m.dead.Load() {
+		return nil, fmt.Errorf("member is dead")
+	}
+	c, err := (&net.Dialer{}).DialContext(ctx, network, host)
+	if err == nil {
+		m.mu.Lock()
+		m.conns = append(m.conns, c)
+		m.mu.Unlock()
+	}
+	return c, err
+}
+
+// crash cuts every connection: no LeaveGroup, no more heartbeats.
+func (m *member) crash() {
+	m.dead.Store(true)
+	m.mu.Lock()
+	for _, c := range m.conns {
+		c.Close()
+	}
+	m.mu.Unlock()
+}
+
+type consumed struct {
+	mu   sync.Mutex
+	seen map[string]int // "p/offset" -> times
+}
+
+func (c *consumed) add(r *kgo.Record) {
+	c.mu.Lock()
+	c.seen[fmt.Sprintf("%d/%d", r.Partition, r.Offset)]++
+	c.mu.Unlock()
+}
+
+func (c *consumed) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.seen)
+}
+
+// startMember runs a group consumer that records what it consumes and
+// commits as it goes.
+func startMember(t *testing.T, addr, groupID, topic string, seen *consumed, opts ...kgo.Opt) *member {
+	m := &member{}
+	base := []kgo.Opt{
+		kgo.SeedBrokers(addr), kgo.ConsumerGroup(groupID), kgo.ConsumeTopics(topic),
+		kgo.SessionTimeout(2 * time.Second), kgo.HeartbeatInterval(200 * time.Millisecond),
+		kgo.RebalanceTimeout(5 * time.Second), kgo.Dialer(m.dial),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { m.assigns.Add(1) }),
+	}
+	cl, err := kgo.NewClient(append(base, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.cl = cl
+	go func() {
+		for {
+			fs := cl.PollFetches(context.Background())
+			if fs.IsClientClosed() {
+				return
+			}
+			fs.EachRecord(seen.add)
+		}
+	}()
+	t.Cleanup(func() {
+		if !m.dead.Load() {
+			cl.Close()
+		}
+	})
+	return m
+}
+
+// stableAssignment waits for the group to be Stable with every partition
+// owned by exactly one of want members.
+func stableAssignment(t *testing.T, adm *kadm.Client, groupID, topic string, partitions, want int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		gs, err := adm.DescribeGroups(ctx(t), groupID)
+		if err == nil {
+			g := gs[groupID]
+			owners := map[int32]int{}
+			for _, m := range g.Members {
+				ca, ok := m.Assigned.AsConsumer()
+				if !ok {
+					continue
+				}
+				for _, at := range ca.Topics {
+					if at.Topic == topic {
+						for _, p := range at.Partitions {
+							owners[p]++
+						}
+					}
+				}
+			}
+			ok := g.State == "Stable" && len(g.Members) == want && len(owners) == partitions
+			for _, n := range owners {
+				ok = ok && n == 1
+			}
+			if ok {
+				return
+			}
+			last = fmt.Sprintf("state %s, %d members, owners %v", g.State, len(g.Members), owners)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("group %s never settled: %s", groupID, last)
+}
+
+func rebalances(ms ...*member) int32 {
+	var n int32
+	for _, m := range ms {
+		n += m.assigns.Load()
+	}
+	return n
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestGroupMembersComeAndGo: three members share a 12-partition topic; one
+// crashes (no LeaveGroup) and one joins mid-way; every record is consumed
+// and the assignment settles, for the eager and the cooperative protocol.
+func TestGroupMembersComeAndGo(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		balancer kgo.GroupBalancer
+	}{{"eager-range", kgo.RangeBalancer()}, {"cooperative-sticky", kgo.CooperativeStickyBalancer()}} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := brokertest.Start(t, groupSets...)
+			adm := admin(t, b.Addr())
+			create(t, adm, "events", 12, nil)
+			const n = 6000
+			produceN(t, b.Addr(), "events", n/2)
+			seen := &consumed{seen: map[string]int{}}
+			var ms []*member
+			for range 3 {
+				ms = append(ms, startMember(t, b.Addr(), "g", "events", seen, kgo.Balancers(tc.balancer)))
+			}
+			stableAssignment(t, adm, "g", "events", 12, 3)
+			ms[0].crash()
+			ms = append(ms, startMember(t, b.Addr(), "g", "events", seen, kgo.Balancers(tc.balancer)))
+			produceN(t, b.Addr(), "events", n/2)
+			stableAssignment(t, adm, "g", "events", 12, 3)
+			waitFor(t, "every record consumed", func() bool { return seen.count() == n })
+			live := ms[1:]
+			before := rebalances(live...)
+			time.Sleep(1500 * time.Millisecond)
+			if after := rebalances(live...); after != before {
+				t.Fatalf("%d more assignments with no membership change", after-before)
+			}
+		})
+	}
+}
+
+// TestStaticMemberRestartNoRebalance: a static member that comes back
+// within its session timeout keeps the generation and its partitions.
+func TestStaticMemberRestartNoRebalance(t *testing.T) {
+	b := brokertest.Start(t, groupSets...)
+	adm := admin(t, b.Addr())
+	create(t, adm, "s", 4, nil)
+	seen := &consumed{seen: map[string]int{}}
+	static := func(id string) []kgo.Opt {
+		return []kgo.Opt{kgo.InstanceID(id), kgo.SessionTimeout(10 * time.Second)}
+	}
+	a := startMember(t, b.Addr(), "sg", "s", seen, static("a")...)
+	other := startMember(t, b.Addr(), "sg", "s", seen, static("b")...)
+	stableAssignment(t, adm, "sg", "s", 4, 2)
+	time.Sleep(500 * time.Millisecond)
+	before := other.assigns.Load()
+	a.cl.Close() // a static member's Close does not leave the group
+	a.dead.Store(true)
+	again := startMember(t, b.Addr(), "sg", "s", seen, static("a")...)
+	waitFor(t, "the restarted member's assignment", func() bool { return again.assigns.Load() > 0 })
+	time.Sleep(time.Second)
+	stableAssignment(t, adm, "sg", "s", 4, 2)
+	if after := other.assigns.Load(); after != before {
+		t.Fatalf("a static member's restart rebalanced the other member (%d -> %d assignments)", before, after)
+	}
+}
+
+// TestOffsetsSurviveRestart: committed offsets and their metadata come
+// back after a clean restart.
+func TestOffsetsSurviveRestart(t *testing.T) {
+	b := brokertest.Start(t, groupSets...)
+	adm := admin(t, b.Addr())
+	create(t, adm, "o", 3, nil)
+	offs := kadm.Offsets{}
+	for p := int32(0); p < 3; p++ {
+		offs.Add(kadm.Offset{Topic: "o", Partition: p, At: int64(10 * (p + 1)), LeaderEpoch: 0, Metadata: fmt.Sprint("m", p)})
+	}
+	if err := adm.CommitAllOffsets(ctx(t), "og", offs); err != nil {
+		t.Fatal(err)
+	}
+	b.Restart()
+	adm = admin(t, b.Addr())
+	var got kadm.OffsetResponses
+	waitFor(t, "offsets after restart", func() bool {
+		var err error
+		got, err = adm.FetchOffsets(ctx(t), "og")
+		return err == nil
+	})
+	for p := int32(0); p < 3; p++ {
+		o, ok := got.Lookup("o", p)
+		if !ok || o.Err != nil || o.At != int64(10*(p+1)) || o.Metadata != fmt.Sprint("m", p) || o.LeaderEpoch != 0 {
+			t.Fatalf("partition %d after restart: %+v", p, o)
+		}
+	}
+}
+
+// TestGroupBadInput: each mistake gets Kafka's error code.
+func TestGroupBadInput(t *testing.T) {
+	b := brokertest.Start(t, append(groupSets, "group.max.size=1")...)
+	adm := admin(t, b.Addr())
+	create(t, adm, "bad", 1, nil)
+	cl := client(t, b.Addr())
+	conn := dial(t, b.Addr())
+	commit := func(groupID, memberID string, gen int32, meta string) int16 {
+		r := kmsg.NewPtrOffsetCommitRequest()
+		r.Group, r.MemberID, r.Generation = groupID, memberID, gen
+		tp := kmsg.NewOffsetCommitRequestTopic()
+		tp.Topic = "bad"
+		p := kmsg.NewOffsetCommitRequestTopicPartition()
+		p.Offset, p.Metadata = 5, &meta
+		tp.Partitions = append(tp.Partitions, p)
+		r.Topics = append(r.Topics, tp)
+		// Straight to the broker: a client would refuse some of these itself.
+		resp := conn.roundTrip(r, 9).(*kmsg.OffsetCommitResponse)
+		return resp.Topics[0].Partitions[0].ErrorCode
+	}
+	expect := func(what string, got int16, want *kerr.Error) {
+		t.Helper()
+		if got != want.Code {
+			t.Errorf("%s: got %v, want %v", what, kerr.ErrorForCode(got), want)
+		}
+	}
+	expect("unknown group with a generation", commit("nobody", "m", 3, ""), kerr.GroupIDNotFound)
+	expect("empty group id", commit("", "", -1, ""), kerr.InvalidGroupID)
+	long := make([]byte, 2000)
+	for i := range long {
+		long[i] = 'g'
+	}
+	expect("group id too long", commit(string(long), "", -1, ""), kerr.InvalidGroupID)
+	expect("oversized metadata", commit("adm", "", -1, string(make([]byte, 5000))), kerr.OffsetMetadataTooLarge)
+
+	// A live group of one member (group.max.size=1), driven by hand.
+	join := kmsg.NewPtrJoinGroupRequest()
+	join.Group, join.SessionTimeoutMillis, join.RebalanceTimeoutMillis, join.ProtocolType = "live", 30000, 30000, "consumer"
+	join.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: []byte{0, 0}}}
+	jr, err := join.RequestWith(ctx(t), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect("first join", jr.ErrorCode, kerr.MemberIDRequired)
+	join.MemberID = jr.MemberID
+	if jr, err = join.RequestWith(ctx(t), cl); err != nil || jr.ErrorCode != 0 {
+		t.Fatalf("join: %v %v", err, kerr.ErrorForCode(jr.ErrorCode))
+	}
+	someone, gen := jr.MemberID, jr.Generation
+	sync := kmsg.NewPtrSyncGroupRequest()
+	sync.Group, sync.MemberID, sync.Generation = "live", someone, gen
+	sync.GroupAssignment = []kmsg.SyncGroupRequestGroupAssignment{{MemberID: someone, MemberAssignment: []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}}
+	if sr, err := sync.RequestWith(ctx(t), cl); err != nil || sr.ErrorCode != 0 {
+		t.Fatalf("sync: %v %+v", err, sr)
+	}
+	expect("unknown member", commit("live", "ghost", gen, ""), kerr.UnknownMemberID)
+	expect("stale generation", commit("live", someone, gen-1, ""), kerr.IllegalGeneration)
+	expect("generation -1 in a live group", commit("live", "", -1, ""), kerr.UnknownMemberID)
+	expect("a good commit", commit("live", someone, gen, "ok"), &kerr.Error{Message: "NONE", Code: 0})
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.Group, hb.MemberID, hb.Generation = "live", someone, gen+5
+	if hr, err := hb.RequestWith(ctx(t), cl); err != nil {
+		t.Fatal(err)
+	} else {
+		expect("heartbeat with a wrong generation", hr.ErrorCode, kerr.IllegalGeneration)
+	}
+
+	other := kmsg.NewPtrJoinGroupRequest()
+	*other = *join
+	other.MemberID = ""
+	if jr, err = other.RequestWith(ctx(t), cl); err != nil {
+		t.Fatal(err)
+	}
+	expect("a second member of a group of at most one", jr.ErrorCode, kerr.GroupMaxSizeReached)
+	other.SessionTimeoutMillis = 10
+	if jr, err = other.RequestWith(ctx(t), cl); err != nil {
+		t.Fatal(err)
+	}
+	expect("session timeout below the minimum", jr.ErrorCode, kerr.InvalidSessionTimeout)
+
+	del, err := adm.DeleteGroups(ctx(t), "live", "missing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errorsIs(del["live"].Err, kerr.NonEmptyGroup) || !errorsIs(del["missing"].Err, kerr.GroupIDNotFound) {
+		t.Errorf("DeleteGroups: %v / %v", del["live"].Err, del["missing"].Err)
+	}
+	// The good commit is intact after all of this.
+	offs, err := adm.FetchOffsets(ctx(t), "live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := offs.Lookup("bad", 0); o.At != 5 || o.Metadata != "ok" {
+		t.Fatalf("committed offset: %+v", o)
+	}
+}
+
+func errorsIs(err error, target error) bool { return errors.Is(err, target) }
