@@ -385,4 +385,3 @@ func (r *shardRunner) load() error {
 		}
 	}
 }
-

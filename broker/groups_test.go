@@ -39,9 +39,9 @@ func produceN(t *testing.T, addr, topic string, n int) {
 type member struct {
 	cl      *kgo.Client
 	assigns atomic.Int32 // partition assignments seen: each is a rebalance this member took part in
-	mu    sync.Mutex
-	conns []net.Conn
-	dead  atomic.Bool
+	mu      sync.Mutex
+	conns   []net.Conn
+	dead    atomic.Bool
 }
 
 func (m *member) dial(ctx context.Context, network, host string) (net.Conn, error) {
