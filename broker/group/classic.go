@@ -285,7 +285,7 @@ func (s *Shard) replaceStatic(now time.Time, to ReplyTo, g *Group, req *kmsg.Joi
 		s.write(recs, func(err error) {
 			g.writing--
 			if err != nil {
-				s.reply(to, joinError(req, id, kerr.UnknownServerError.Code))
+				s.reply(to, joinError(req, id, kerr.CoordinatorNotAvailable.Code))
 				return
 			}
 			s.reply(to, resp)
