@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tiercel/tiercel/internal/brokertest"
 )
@@ -216,5 +220,127 @@ func TestObjstoreBenchSmoke(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Fatalf("bench output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestGroupCommands(t *testing.T) {
+	b := brokertest.Start(t, "group.initial.rebalance.delay.ms=0")
+	a := b.Addr()
+	mustRun(t, a, "", "topic", "create", "lag", "--partitions", "2")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(a), kgo.DefaultProduceTopic("lag"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	produce := func(p int32, n int) {
+		for range n {
+			if err := cl.ProduceSync(context.Background(), &kgo.Record{Partition: p, Value: []byte("v")}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	produce(0, 10)
+	produce(1, 5)
+	if out := mustRun(t, a, "", "consume", "--topic", "lag", "--group", "cg", "--from-beginning", "--max-messages", "15"); strings.Count(out, "\n") != 15 {
+		t.Fatalf("group consume: %q", out)
+	}
+	produce(0, 5)
+
+	var views []groupView
+	if err := json.Unmarshal([]byte(mustRun(t, a, "", "-o", "json", "group", "describe", "cg")), &views); err != nil {
+		t.Fatal(err)
+	}
+	if len(views) != 1 || views[0].State != "Empty" || len(views[0].Offsets) != 2 {
+		t.Fatalf("describe: %+v", views)
+	}
+	for _, r := range views[0].Offsets {
+		want := map[int32][3]int64{0: {10, 15, 5}, 1: {5, 5, 0}}[r.Partition]
+		if r.Current == nil || r.Lag == nil || *r.Current != want[0] || r.LogEnd != want[1] || *r.Lag != want[2] {
+			t.Fatalf("partition %d: current %v end %d lag %v, want %v", r.Partition, r.Current, r.LogEnd, r.Lag, want)
+		}
+	}
+	out := mustRun(t, a, "", "group", "describe", "cg")
+	if !strings.Contains(out, "has no active members") || !strings.Contains(out, "LOG-END-OFFSET") {
+		t.Fatalf("describe table: %q", out)
+	}
+	if out := mustRun(t, a, "", "group", "list"); out != "cg\n" {
+		t.Fatalf("list: %q", out)
+	}
+	if out := mustRun(t, a, "", "group", "list", "--state", "Stable"); strings.Contains(out, "cg") {
+		t.Fatalf("list --state Stable: %q", out)
+	}
+
+	committed := func() string {
+		var vs []groupView
+		if err := json.Unmarshal([]byte(mustRun(t, a, "", "-o", "json", "group", "describe", "cg")), &vs); err != nil {
+			t.Fatal(err)
+		}
+		var parts []string
+		for _, r := range vs[0].Offsets {
+			parts = append(parts, fmt.Sprintf("%d=%d", r.Partition, *r.Current))
+		}
+		return strings.Join(parts, " ")
+	}
+	out = mustRun(t, a, "", "group", "reset-offsets", "--group", "cg", "--topic", "lag", "--to-earliest")
+	if !strings.Contains(out, "Dry run") || committed() != "0=10 1=5" {
+		t.Fatalf("a dry run changed something: %q / %s", out, committed())
+	}
+	steps := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--to-earliest"}, "0=0 1=0"},
+		{[]string{"--shift-by", "3"}, "0=3 1=3"},
+		{[]string{"--shift-by", "-10"}, "0=0 1=0"},
+		{[]string{"--to-offset", "100"}, "0=15 1=5"},
+		{[]string{"--to-datetime", "0"}, "0=0 1=0"},
+		{[]string{"--to-latest"}, "0=15 1=5"},
+	}
+	for _, s := range steps {
+		mustRun(t, a, "", append([]string{"group", "reset-offsets", "--group", "cg", "--topic", "lag", "--execute"}, s.args...)...)
+		if got := committed(); got != s.want {
+			t.Fatalf("reset %v: %s, want %s", s.args, got, s.want)
+		}
+	}
+	mustRun(t, a, "", "group", "reset-offsets", "--group", "cg", "--topic", "lag:1", "--to-offset", "2", "--execute")
+	if got := committed(); got != "0=15 1=2" {
+		t.Fatalf("reset of one partition: %s", got)
+	}
+
+	// A group with an active member refuses resets and deletion.
+	member, err := kgo.NewClient(kgo.SeedBrokers(a), kgo.ConsumerGroup("cg"), kgo.ConsumeTopics("lag"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		member.PollRecords(context.Background(), 1)
+		if out := mustRun(t, a, "", "group", "list", "--state", "Stable"); strings.Contains(out, "cg") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the member never made the group stable")
+		}
+	}
+	_, err = run(t, a, "", "group", "reset-offsets", "--group", "cg", "--all-topics", "--to-earliest", "--execute")
+	if err == nil || !strings.Contains(err.Error(), "inactive") {
+		t.Fatalf("reset of an active group: %v", err)
+	}
+	if out := mustRun(t, a, "", "group", "describe", "cg", "--members"); !strings.Contains(out, "lag:0,1") {
+		t.Fatalf("members: %q", out)
+	}
+	_, err = run(t, a, "", "group", "delete", "cg")
+	if err == nil || !strings.Contains(err.Error(), "NON_EMPTY_GROUP") {
+		t.Fatalf("delete of an active group: %v", err)
+	}
+	member.Close()
+	if out := mustRun(t, a, "", "group", "delete", "cg"); out != "Deleted group cg\n" {
+		t.Fatalf("delete: %q", out)
+	}
+	if out := mustRun(t, a, "", "group", "describe", "cg"); !strings.Contains(out, "does not exist") {
+		t.Fatalf("describe after delete: %q", out)
+	}
+	_, err = run(t, a, "", "group", "reset-offsets", "--group", "cg", "--topic", "lag")
+	if err == nil || !strings.Contains(err.Error(), "exactly one") {
+		t.Fatalf("reset without a target: %v", err)
 	}
 }

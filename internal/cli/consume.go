@@ -140,7 +140,17 @@ func newConsumeCmd(g *Globals) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return consumeLoop(ctx, cmd.OutOrStdout(), g, cl, f, maxMessages, time.Duration(timeoutMs)*time.Millisecond)
+			err = consumeLoop(ctx, cmd.OutOrStdout(), g, cl, f, maxMessages, time.Duration(timeoutMs)*time.Millisecond)
+			if group != "" {
+				// As kafka-console-consumer on close: commit what was printed
+				// (records are polled only up to --max-messages).
+				cctx, cancel := timeoutCtx(cmd.Context())
+				defer cancel()
+				if cerr := cl.CommitUncommittedOffsets(cctx); cerr != nil && err == nil {
+					err = g.explain(fmt.Sprintf("group %q: commit", group), cerr)
+				}
+			}
+			return err
 		},
 	}
 	fl := cmd.Flags()
