@@ -258,3 +258,39 @@ func (b *Broker) handleDeleteGroups(ctx context.Context, req *kmsg.DeleteGroupsR
 		return resp
 	}}
 }
+
+func (b *Broker) handleConsumerGroupHeartbeat(ctx context.Context, h requestHeader, req *kmsg.ConsumerGroupHeartbeatRequest) reply {
+	client := group.Client{ID: h.clientID, Host: h.host}
+	return b.groupReply(ctx, req.Group, func(s *group.Shard, now time.Time, to group.ReplyTo) {
+		s.ConsumerHeartbeat(now, to, req, client)
+	}, func(code int16) kmsg.Response {
+		resp := kmsg.NewPtrConsumerGroupHeartbeatResponse()
+		resp.ErrorCode = code
+		return resp
+	})
+}
+
+func (b *Broker) handleConsumerGroupDescribe(ctx context.Context, req *kmsg.ConsumerGroupDescribeRequest) reply {
+	waits := make([]groupWait, len(req.Groups))
+	for i, id := range req.Groups {
+		waits[i] = b.submitValue(ctx, id, func(s *group.Shard, _ time.Time) any { return s.DescribeConsumer(id) })
+	}
+	return reply{later: func() kmsg.Response {
+		resp := kmsg.NewPtrConsumerGroupDescribeResponse()
+		for i, w := range waits {
+			v, code := w.wait(ctx)
+			if code != 0 {
+				g := kmsg.NewConsumerGroupDescribeResponseGroup()
+				g.Group, g.ErrorCode = req.Groups[i], code
+				resp.Groups = append(resp.Groups, g)
+				continue
+			}
+			g := v.(kmsg.ConsumerGroupDescribeResponseGroup)
+			if req.IncludeAuthorizedOperations {
+				g.AuthorizedOperations = allGroupOperations
+			}
+			resp.Groups = append(resp.Groups, g)
+		}
+		return resp
+	}}
+}

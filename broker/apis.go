@@ -40,6 +40,8 @@ var apis = map[int16]apiRange{
 	44: {0, 1},  // IncrementalAlterConfigs
 	47: {0, 0},  // OffsetDelete
 	60: {0, 1},  // DescribeCluster
+	68: {0, 1},  // ConsumerGroupHeartbeat
+	69: {0, 1},  // ConsumerGroupDescribe
 	75: {0, 0},  // DescribeTopicPartitions
 }
 
@@ -111,6 +113,10 @@ func (b *Broker) handle(ctx context.Context, h requestHeader, req kmsg.Request) 
 		return b.handleListGroups(ctx, r)
 	case *kmsg.DeleteGroupsRequest:
 		return b.handleDeleteGroups(ctx, r)
+	case *kmsg.ConsumerGroupHeartbeatRequest:
+		return b.handleConsumerGroupHeartbeat(ctx, h, r)
+	case *kmsg.ConsumerGroupDescribeRequest:
+		return b.handleConsumerGroupDescribe(ctx, r)
 	case *kmsg.DescribeTopicPartitionsRequest:
 		return now(b.handleDescribeTopicPartitions(r))
 	}

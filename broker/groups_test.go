@@ -362,3 +362,80 @@ func TestGroupBadInput(t *testing.T) {
 }
 
 func errorsIs(err error, target error) bool { return errors.Is(err, target) }
+
+// stableConsumerGroup waits for a KIP-848 group to be Stable with every
+// partition owned by exactly one of want members.
+func stableConsumerGroup(t *testing.T, adm *kadm.Client, groupID, topic string, partitions, want int) kadm.DescribedConsumerGroup {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		gs, err := adm.DescribeConsumerGroups(ctx(t), groupID)
+		if err == nil && gs[groupID].Err == nil {
+			g := gs[groupID]
+			owners := map[int32]int{}
+			for _, m := range g.Members {
+				for p := range m.Assignment[topic] {
+					owners[p]++
+				}
+			}
+			ok := g.State == "Stable" && len(g.Members) == want && len(owners) == partitions
+			for _, n := range owners {
+				ok = ok && n == 1
+			}
+			if ok {
+				return g
+			}
+			last = fmt.Sprintf("state %s epoch %d/%d, %d members, owners %v", g.State, g.Epoch, g.AssignmentEpoch, len(g.Members), owners)
+		} else if err == nil {
+			last = gs[groupID].Err.Error()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("consumer group %s never settled: %s", groupID, last)
+	return kadm.DescribedConsumerGroup{}
+}
+
+// consumerSets make KIP-848 sessions short enough for tests.
+var consumerSets = []string{"group.consumer.heartbeat.interval.ms=200", "group.consumer.session.timeout.ms=2000"}
+
+// TestKIP848GroupMembersComeAndGo is TestGroupMembersComeAndGo with the
+// broker assigning (group.protocol=consumer), for both server assignors.
+func TestKIP848GroupMembersComeAndGo(t *testing.T) {
+	for _, tc := range []struct {
+		assignor string
+		balancer kgo.GroupBalancer
+	}{{"uniform", kgo.CooperativeStickyBalancer()}, {"range", kgo.RangeBalancer()}} {
+		t.Run(tc.assignor, func(t *testing.T) {
+			b := brokertest.Start(t, consumerSets...)
+			adm := admin(t, b.Addr())
+			create(t, adm, "events", 12, nil)
+			const n = 6000
+			produceN(t, b.Addr(), "events", n/2)
+			seen := &consumed{seen: map[string]int{}}
+			opts := []kgo.Opt{kgo.Balancers(tc.balancer), kgo.ServerSideBalancer()}
+			var ms []*member
+			for range 3 {
+				ms = append(ms, startMember(t, b.Addr(), "g848", "events", seen, opts...))
+			}
+			g := stableConsumerGroup(t, adm, "g848", "events", 12, 3)
+			if g.AssignorName != tc.assignor {
+				t.Fatalf("assignor %q, want %q", g.AssignorName, tc.assignor)
+			}
+			ms[0].crash()
+			ms = append(ms, startMember(t, b.Addr(), "g848", "events", seen, opts...))
+			produceN(t, b.Addr(), "events", n/2)
+			g = stableConsumerGroup(t, adm, "g848", "events", 12, 3)
+			waitFor(t, "every record consumed", func() bool { return seen.count() == n })
+			time.Sleep(time.Second)
+			again := stableConsumerGroup(t, adm, "g848", "events", 12, 3)
+			if again.Epoch != g.Epoch {
+				t.Fatalf("group epoch moved from %d to %d with no membership change", g.Epoch, again.Epoch)
+			}
+			lags, err := adm.Lag(ctx(t), "g848")
+			if err == nil && lags["g848"].State != "Dead" {
+				t.Fatalf("a classic DescribeGroups of a consumer group: %+v", lags["g848"])
+			}
+		})
+	}
+}

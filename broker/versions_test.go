@@ -141,6 +141,18 @@ func minimalRequest(key int16, topic string, id [16]byte) kmsg.Request {
 		r := kmsg.NewPtrDeleteGroupsRequest()
 		r.Groups = []string{"vg-missing"}
 		return r
+	case 68:
+		r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		groupSeq++
+		lastConsumerGroup = fmt.Sprintf("vc-%d", groupSeq)
+		r.Group, r.MemberID, r.RebalanceTimeoutMillis = lastConsumerGroup, fmt.Sprintf("member-%d", groupSeq), 5000
+		r.SubscribedTopicNames = []string{topic}
+		r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+		return r
+	case 69:
+		r := kmsg.NewPtrConsumerGroupDescribeRequest()
+		r.Groups = []string{lastConsumerGroup}
+		return r
 	case 47:
 		r := kmsg.NewPtrOffsetDeleteRequest()
 		r.Group = "vg"
@@ -153,7 +165,10 @@ func minimalRequest(key int16, topic string, id [16]byte) kmsg.Request {
 	return nil
 }
 
-var groupSeq int
+var (
+	groupSeq          int
+	lastConsumerGroup string // the KIP-848 group the last heartbeat created
+)
 
 // expectedError is the answer some minimal requests must get: they name
 // no real member, so the right Kafka error shows the version was handled.
@@ -264,6 +279,16 @@ func firstError(resp kmsg.Response) int16 {
 	case *kmsg.ListGroupsResponse:
 		return r.ErrorCode
 	case *kmsg.DeleteGroupsResponse:
+		return r.Groups[0].ErrorCode
+	case *kmsg.ConsumerGroupHeartbeatResponse:
+		if r.ErrorCode == 0 && (r.MemberEpoch != 1 || r.Assignment == nil || len(r.Assignment.Topics) != 1) {
+			return kerr.UnknownServerError.Code
+		}
+		return r.ErrorCode
+	case *kmsg.ConsumerGroupDescribeResponse:
+		if r.Groups[0].ErrorCode == 0 && len(r.Groups[0].Members) != 1 {
+			return kerr.UnknownServerError.Code
+		}
 		return r.Groups[0].ErrorCode
 	case *kmsg.OffsetDeleteResponse:
 		if r.ErrorCode != 0 {

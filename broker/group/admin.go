@@ -28,8 +28,8 @@ func (s *Shard) Describe(id string) kmsg.DescribeGroupsResponseGroup {
 		return out
 	}
 	if g.consumer != nil {
-		// Kafka answers a classic describe of a KIP-848 group this way.
-		out.ErrorCode = kerr.GroupIDNotFound.Code
+		// Kafka 4.0 answers a classic describe (v0-5) of a KIP-848 group
+		// as if it did not exist; ConsumerGroupDescribe describes it.
 		out.State = Dead.String()
 		return out
 	}
@@ -62,7 +62,7 @@ func (s *Shard) List(states, types []string) ([]kmsg.ListGroupsResponseGroup, in
 	}
 	var out []kmsg.ListGroupsResponseGroup
 	for _, g := range s.Groups() {
-		state := g.state.String()
+		state := g.stateName()
 		if len(states) > 0 && !containsFold(states, state) {
 			continue
 		}

@@ -262,3 +262,11 @@ func (g *Group) Offsets() map[TopicPartition]Offset {
 	}
 	return out
 }
+
+// stateName is the state as ListGroups reports it, for either kind of group.
+func (g *Group) stateName() string {
+	if g.consumer != nil {
+		return g.consumer.state().String()
+	}
+	return g.state.String()
+}

@@ -106,7 +106,7 @@ func (s *Shard) Tick(now time.Time) time.Time {
 func (s *Shard) ExpireOffsets(now time.Time) {
 	nowMs := now.UnixMilli()
 	for _, g := range s.Groups() {
-		if g.writing > 0 || (g.consumer == nil && g.state != Empty) || (g.consumer != nil && len(g.consumer.members) > 0) {
+		if g.writing > 0 || len(g.pending) > 0 || (g.consumer == nil && g.state != Empty) || (g.consumer != nil && len(g.consumer.members) > 0) {
 			continue
 		}
 		var expired []TopicPartition
@@ -131,6 +131,7 @@ func (s *Shard) ExpireOffsets(now time.Time) {
 		dropGroup := len(expired) == len(g.offsets)
 		if dropGroup {
 			recs = append(recs, groupTombstone(g.id))
+			recs = append(recs, s.consumerTombstones(g)...)
 		}
 		g.writing++
 		s.write(recs, func(err error) {
