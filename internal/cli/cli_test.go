@@ -344,3 +344,43 @@ func TestGroupCommands(t *testing.T) {
 		t.Fatalf("reset without a target: %v", err)
 	}
 }
+
+// TestGroupCommandsKIP848: describe and reset-offsets know consumer groups
+// (group.protocol=consumer), which DescribeGroups does not show.
+func TestGroupCommandsKIP848(t *testing.T) {
+	b := brokertest.Start(t, "group.consumer.heartbeat.interval.ms=200")
+	a := b.Addr()
+	mustRun(t, a, "", "topic", "create", "n", "--partitions", "3")
+	member, err := kgo.NewClient(kgo.SeedBrokers(a), kgo.ConsumerGroup("ng"), kgo.ConsumeTopics("n"),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()), kgo.ServerSideBalancer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer member.Close()
+	var views []groupView
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		member.PollRecords(ctx, 1)
+		cancel()
+		views = nil
+		if err := json.Unmarshal([]byte(mustRun(t, a, "", "-o", "json", "group", "describe", "ng")), &views); err != nil {
+			t.Fatal(err)
+		}
+		if len(views) == 1 && views[0].State == "Stable" && len(views[0].Members) == 1 && len(views[0].Offsets) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never stable: %+v", views)
+		}
+	}
+	if views[0].Protocol != "uniform" || len(views[0].Members[0].Assignment["n"]) != 3 {
+		t.Fatalf("describe: %+v", views[0])
+	}
+	if out := mustRun(t, a, "", "group", "list", "--type", "consumer"); !strings.Contains(out, "ng") || !strings.Contains(out, "Stable") {
+		t.Fatalf("list --type consumer: %q", out)
+	}
+	_, err = run(t, a, "", "group", "reset-offsets", "--group", "ng", "--all-topics", "--to-earliest", "--execute")
+	if err == nil || !strings.Contains(err.Error(), "inactive") {
+		t.Fatalf("reset of an active consumer group: %v", err)
+	}
+}

@@ -224,6 +224,17 @@ func describeGroups(ctx context.Context, adm *kadm.Client, names []string) ([]gr
 		if !ok {
 			continue
 		}
+		if l.State == "Dead" {
+			// Perhaps a KIP-848 consumer group, which DescribeGroups does not show.
+			v, found, err := describeConsumerGroup(ctx, adm, name)
+			if err != nil {
+				return nil, err
+			}
+			if found {
+				views = append(views, v)
+				continue
+			}
+		}
 		if err := l.Error(); err != nil {
 			return nil, fmt.Errorf("group %q: %w", name, err)
 		}
@@ -391,6 +402,9 @@ func resetOffsets(ctx context.Context, cmd *cobra.Command, g *Globals, adm *kadm
 	if d := described[groupID]; d.Err == nil && d.State != "Empty" && d.State != "Dead" {
 		return fmt.Errorf("group %q: offsets can only be reset while the group is inactive, but it is %s with %d members", groupID, d.State, len(d.Members))
 	}
+	if cg, found, err := describeConsumerGroup(ctx, adm, groupID); err == nil && found && len(cg.Members) > 0 {
+		return fmt.Errorf("group %q: offsets can only be reset while the group is inactive, but it is %s with %d members", groupID, cg.State, len(cg.Members))
+	}
 	committed, err := adm.FetchOffsets(ctx, groupID)
 	if err != nil {
 		return g.explain(fmt.Sprintf("group %q", groupID), err)
@@ -513,4 +527,84 @@ func resetOffsets(ctx context.Context, cmd *cobra.Command, g *Globals, adm *kadm
 		cells = append(cells, []string{r.Group, r.Topic, strconv.Itoa(int(r.Partition)), strconv.FormatInt(r.NewOffset, 10)})
 	}
 	return table(cmd.OutOrStdout(), []string{"GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"}, cells)
+}
+
+// describeConsumerGroup describes a KIP-848 group and computes its lag.
+func describeConsumerGroup(ctx context.Context, adm *kadm.Client, name string) (groupView, bool, error) {
+	described, err := adm.DescribeConsumerGroups(ctx, name)
+	if err != nil {
+		return groupView{}, false, err
+	}
+	d, ok := described[name]
+	if !ok || d.Err != nil {
+		return groupView{}, false, nil
+	}
+	v := groupView{Group: name, State: d.State, Protocol: d.AssignorName, Members: []memberRow{}, Offsets: []lagRow{}}
+	owner := map[string]map[int32]kadm.ConsumerGroupMember{}
+	for _, m := range d.Members {
+		mr := memberRow{ConsumerID: m.MemberID, Host: m.ClientHost, ClientID: m.ClientID, Assignment: map[string][]int{}}
+		if m.InstanceID != nil {
+			mr.InstanceID = *m.InstanceID
+		}
+		for t, ps := range m.Assignment {
+			for p := range ps {
+				mr.Assignment[t] = append(mr.Assignment[t], int(p))
+				if owner[t] == nil {
+					owner[t] = map[int32]kadm.ConsumerGroupMember{}
+				}
+				owner[t][p] = m
+			}
+			sort.Ints(mr.Assignment[t])
+		}
+		v.Members = append(v.Members, mr)
+	}
+	committed, err := adm.FetchOffsets(ctx, name)
+	if err != nil {
+		return groupView{}, false, err
+	}
+	type tp struct {
+		t string
+		p int32
+	}
+	set := map[tp]bool{}
+	var topics []string
+	add := func(t string, p int32) {
+		if !set[tp{t, p}] {
+			set[tp{t, p}] = true
+			topics = append(topics, t)
+		}
+	}
+	committed.Each(func(o kadm.OffsetResponse) { add(o.Topic, o.Partition) })
+	for t, ps := range owner {
+		for p := range ps {
+			add(t, p)
+		}
+	}
+	if len(topics) > 0 {
+		ends, err := adm.ListEndOffsets(ctx, topics...)
+		if err != nil {
+			return groupView{}, false, err
+		}
+		for k := range set {
+			r := lagRow{Group: name, Topic: k.t, Partition: k.p, LogEnd: -1}
+			if e, ok := ends.Lookup(k.t, k.p); ok && e.Err == nil {
+				r.LogEnd = e.Offset
+			}
+			if c, ok := committed.Lookup(k.t, k.p); ok && c.Err == nil && c.At >= 0 {
+				at, lag := c.At, max(0, r.LogEnd-c.At)
+				r.Current, r.Lag = &at, &lag
+			}
+			if m, ok := owner[k.t][k.p]; ok {
+				r.ConsumerID, r.Host, r.ClientID = m.MemberID, m.ClientHost, m.ClientID
+			}
+			v.Offsets = append(v.Offsets, r)
+		}
+	}
+	sort.Slice(v.Offsets, func(i, j int) bool {
+		if v.Offsets[i].Topic != v.Offsets[j].Topic {
+			return v.Offsets[i].Topic < v.Offsets[j].Topic
+		}
+		return v.Offsets[i].Partition < v.Offsets[j].Partition
+	})
+	return v, true, nil
 }
