@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -260,6 +261,11 @@ func (b *Broker) storageConfig(overrides map[string]string) storage.Config {
 	}
 	if b.cfg.TopicValue(overrides, "flush.policy") == "interval" {
 		c.FlushPolicy = storage.FlushInterval
+	}
+	if !strings.Contains(b.cfg.TopicValue(overrides, "cleanup.policy"), "delete") {
+		// Log compaction is not implemented yet: a compact-only topic is
+		// kept whole rather than losing keys to time or size retention.
+		c.RetentionMs, c.RetentionBytes = -1, -1
 	}
 	return c
 }
