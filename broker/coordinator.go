@@ -60,6 +60,7 @@ func (c *coordinator) shards() ([]*shardRunner, error) {
 		t, err = c.b.createTopic(offsetsTopic, int32(c.b.cfg.Int64("offsets.topic.num.partitions")), -1, map[string]string{
 			"cleanup.policy": "compact",
 			"segment.bytes":  c.b.cfg.Get("offsets.topic.segment.bytes"),
+			"retention.ms":   "-1", // the coordinator compacts it (see compact)
 		}, false)
 		if err != nil && !errors.Is(err, errTopicExists) {
 			return nil, fmt.Errorf("creating %s: %w", offsetsTopic, err)
@@ -78,6 +79,7 @@ func (c *coordinator) startLocked(t *topic) {
 		r := &shardRunner{
 			c: c, partition: int32(p), log: l, shard: group.NewShard(cfg),
 			in: make(chan func(time.Time), 256), waits: map[group.ReplyTo]chan any{},
+			persisted: make(chan func(), 256),
 		}
 		r.syncCond = sync.NewCond(&r.syncMu)
 		if l.EndOffset() == l.StartOffset() {
@@ -190,9 +192,13 @@ type shardRunner struct {
 	loaded    atomic.Bool
 
 	// Owned by the run goroutine.
-	waits   map[group.ReplyTo]chan any
-	nextTo  uint64
-	ticking bool
+	waits      map[group.ReplyTo]chan any
+	nextTo     uint64
+	ticking    bool
+	appended   int64 // bytes appended since the last compaction
+	lastSnap   int64 // bytes of the last compaction's rewrite
+	compacting bool  // waiting for in-flight writes before compacting
+	persisted  chan func()
 
 	// Appended writes waiting for durability, in log order.
 	syncMu   sync.Mutex
@@ -261,6 +267,18 @@ func (r *shardRunner) run() {
 	expiry := time.NewTicker(time.Duration(r.c.b.cfg.Int64("offsets.retention.check.interval.ms")) * time.Millisecond)
 	defer expiry.Stop()
 	for {
+		if r.compacting {
+			// Only completions until every write is applied: the rewrite
+			// must see them all.
+			select {
+			case f := <-r.persisted:
+				f()
+			case <-r.c.stop:
+				return
+			}
+			r.flush()
+			continue
+		}
 		select {
 		case f := <-r.in:
 			f(time.Now())
@@ -268,6 +286,8 @@ func (r *shardRunner) run() {
 				r.ticking = true
 				tick.Reset(coordinatorTick)
 			}
+		case f := <-r.persisted:
+			f()
 		case <-tick.C:
 			if r.shard.Tick(time.Now()).IsZero() {
 				r.ticking = false
@@ -283,11 +303,18 @@ func (r *shardRunner) run() {
 	}
 }
 
-// flush delivers replies and appends writes until the shard is quiet.
+// flush delivers replies and appends writes until the shard is quiet, then
+// compacts the partition when enough was appended since the last time.
 func (r *shardRunner) flush() {
 	for {
 		replies, writes := r.shard.Take()
 		if len(replies) == 0 && len(writes) == 0 {
+			if r.appended > max(2*r.lastSnap, r.c.b.cfg.Int64("tiercel.offsets.compact.bytes")) {
+				r.compacting = true
+				if r.shard.Pending() == 0 {
+					r.compact()
+				}
+			}
 			return
 		}
 		for _, rp := range replies {
@@ -322,7 +349,47 @@ func (r *shardRunner) append(w group.Write) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	r.appended += int64(len(batch))
 	return res.LastOffset + 1, nil
+}
+
+// compact rewrites the shard's live state at the end of its partition and
+// moves the log start to the rewrite, so older records (superseded values,
+// tombstones) are dropped with their segments. Runs with no write in
+// flight, on the run goroutine, so nothing interleaves with the rewrite.
+func (r *shardRunner) compact() {
+	r.compacting = false
+	start, before := time.Now(), r.appended
+	fail := func(err error) {
+		r.c.b.logger.Error("compacting group state", "partition", r.partition, "err", err)
+		r.lastSnap = r.appended // try again after as much again
+	}
+	recs := r.shard.Snapshot()
+	base := r.log.EndOffset()
+	var size int64
+	for len(recs) > 0 {
+		// Batches of at most a thousand records keep each under max.message.bytes.
+		n := min(len(recs), 1000)
+		end, err := r.append(group.Write{Records: recs[:n]})
+		if err != nil {
+			fail(err)
+			return
+		}
+		size += int64(n)
+		recs = recs[n:]
+		if len(recs) == 0 {
+			if err := r.log.WaitDurable(context.Background(), end); err != nil {
+				fail(err)
+				return
+			}
+		}
+	}
+	if _, err := r.log.DeleteRecordsBefore(base); err != nil {
+		fail(err)
+		return
+	}
+	r.lastSnap, r.appended = r.appended-before, 0
+	r.c.b.logger.Debug("compacted group state", "partition", r.partition, "records", size, "bytes", r.lastSnap, "took", time.Since(start))
 }
 
 // syncLoop reports writes durable in order, so a shard applies them in the
@@ -345,7 +412,7 @@ func (r *shardRunner) syncLoop() {
 		r.syncMu.Unlock()
 		err := r.log.WaitDurable(context.Background(), p.end)
 		select {
-		case r.in <- func(time.Time) { r.shard.Persisted(p.id, err) }:
+		case r.persisted <- func() { r.shard.Persisted(p.id, err) }:
 		case <-r.c.stop:
 			return
 		}

@@ -439,3 +439,76 @@ func TestKIP848GroupMembersComeAndGo(t *testing.T) {
 		})
 	}
 }
+
+// TestOffsetsTopicCompaction: the coordinator rewrites its live state and
+// drops the rest, so __consumer_offsets stays small, and after a restart
+// the latest offsets are there and deleted groups stay deleted.
+func TestOffsetsTopicCompaction(t *testing.T) {
+	b := brokertest.Start(t, "tiercel.offsets.compact.bytes=16384", "offsets.topic.num.partitions=1", "offsets.topic.segment.bytes=8192")
+	adm := admin(t, b.Addr())
+	create(t, adm, "c", 4, nil)
+	commit := func(group string, at int64) {
+		offs := kadm.Offsets{}
+		for p := int32(0); p < 4; p++ {
+			offs.Add(kadm.Offset{Topic: "c", Partition: p, At: at + int64(p), LeaderEpoch: -1})
+		}
+		if err := adm.CommitAllOffsets(ctx(t), group, offs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit("doomed", 7)
+	commit("early", 40) // never again: only the rewrites carry it forward
+	for i := int64(0); i < 1500; i++ {
+		commit(fmt.Sprint("g", i%5), i)
+	}
+	if r, err := adm.DeleteGroups(ctx(t), "doomed"); err != nil || r["doomed"].Err != nil {
+		t.Fatalf("delete: %v %v", err, r)
+	}
+	for i := int64(1500); i < 2000; i++ {
+		commit(fmt.Sprint("g", i%5), i)
+	}
+	starts, err := adm.ListStartOffsets(ctx(t), "__consumer_offsets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends, err := adm.ListEndOffsets(ctx(t), "__consumer_offsets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := starts.Lookup("__consumer_offsets", 0)
+	e, _ := ends.Lookup("__consumer_offsets", 0)
+	if s.Offset == 0 || e.Offset-s.Offset > 2000 {
+		t.Fatalf("__consumer_offsets holds offsets %d to %d after 8000 commits: not compacted", s.Offset, e.Offset)
+	}
+	b.Restart()
+	adm = admin(t, b.Addr())
+	for g := int64(0); g < 5; g++ {
+		var offs kadm.OffsetResponses
+		waitFor(t, "offsets after restart", func() bool {
+			offs, err = adm.FetchOffsets(ctx(t), fmt.Sprint("g", g))
+			return err == nil
+		})
+		last := 1995 + g
+		for p := int32(0); p < 4; p++ {
+			if o, _ := offs.Lookup("c", p); o.At != last+int64(p) {
+				t.Fatalf("g%d partition %d: %d after compaction and restart, want %d", g, p, o.At, last+int64(p))
+			}
+		}
+	}
+	early, err := adm.FetchOffsets(ctx(t), "early")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := int32(0); p < 4; p++ {
+		if o, _ := early.Lookup("c", p); o.At != 40+int64(p) {
+			t.Fatalf("early partition %d: %d after compaction and restart", p, o.At)
+		}
+	}
+	listed, err := adm.ListGroups(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := listed["doomed"]; ok || len(listed) != 6 {
+		t.Fatalf("groups after compaction and restart: %v", listed.Groups())
+	}
+}

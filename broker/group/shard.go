@@ -158,3 +158,31 @@ func sortTPs(tps []TopicPartition) {
 		return tps[i].Partition < tps[j].Partition
 	})
 }
+
+// Pending is the number of writes not yet reported by Persisted.
+func (s *Shard) Pending() int { return len(s.waiting) }
+
+// Snapshot returns records that rebuild the shard's state when replayed on
+// their own: the coordinator appends them and then drops everything before
+// them (its own compaction of __consumer_offsets). Only meaningful when
+// Pending() is 0: a write not yet applied would be missing.
+func (s *Shard) Snapshot() []Record {
+	var recs []Record
+	for _, g := range s.Groups() {
+		switch {
+		case g.consumer != nil:
+			recs = append(recs, s.consumerRecord(g))
+		case g.generation > 0 || len(g.members) > 0:
+			recs = append(recs, g.metadataRecord(g.stateTime))
+		}
+		tps := make([]TopicPartition, 0, len(g.offsets))
+		for tp := range g.offsets {
+			tps = append(tps, tp)
+		}
+		sortTPs(tps)
+		for _, tp := range tps {
+			recs = append(recs, offsetRecord(g.id, tp, g.offsets[tp]))
+		}
+	}
+	return recs
+}

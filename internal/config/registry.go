@@ -76,6 +76,7 @@ var brokerOnlyDefs = []Def{
 	{Name: "offsets.retention.check.interval.ms", Type: TypeLong, Default: "600000", Doc: "how often expired committed offsets are removed", Validate: longAtLeast(1)},
 	{Name: "offsets.topic.segment.bytes", Type: TypeInt, Default: "104857600", Doc: "segment.bytes of __consumer_offsets", Validate: longAtLeast(14)},
 	{Name: "offsets.topic.replication.factor", Type: TypeInt, Default: "1", Doc: "replication factor of __consumer_offsets (Tiercel default 1 for a single node; Kafka 3)", Validate: longAtLeast(1)},
+	{Name: "tiercel.offsets.compact.bytes", Type: TypeLong, Default: "16777216", Doc: "Tiercel: once this many bytes (and twice the last rewrite) were appended to a __consumer_offsets partition, the coordinator rewrites its live state and drops what came before, bounding the topic and the load time", Validate: longAtLeast(1024)},
 	{Name: "offset.metadata.max.bytes", Type: TypeInt, Default: "4096", Doc: "largest metadata string of a committed offset", Validate: longAtLeast(0)},
 	{Name: "group.consumer.session.timeout.ms", Type: TypeInt, Default: "45000", Doc: "KIP-848 consumer groups: a member that does not heartbeat for this long is removed", Validate: longAtLeast(1)},
 	{Name: "group.consumer.heartbeat.interval.ms", Type: TypeInt, Default: "5000", Doc: "KIP-848 consumer groups: how often members heartbeat", Validate: longAtLeast(1)},

@@ -15,9 +15,10 @@ import (
 )
 
 // TestKill9CommittedOffsets kills the broker with SIGKILL while several
-// groups commit ever-growing offsets, restarts it, and checks after every
-// restart that each group's committed offset is at least the last one the
-// broker acknowledged (and never one nobody committed).
+// groups commit ever-growing offsets (and the coordinator compacts
+// __consumer_offsets), restarts it, and checks after every restart that each
+// group's committed offset is at least the last one the broker acknowledged
+// (and never one nobody committed).
 func TestKill9CommittedOffsets(t *testing.T) {
 	const (
 		cycles     = 6
@@ -28,7 +29,9 @@ func TestKill9CommittedOffsets(t *testing.T) {
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewSource(seed))
 	t.Logf("seed %d", seed)
-	proc := brokertest.StartProcess(t, t.TempDir())
+	// Small compaction thresholds: the coordinator rewrites its state and
+	// drops old segments many times between the kills.
+	proc := brokertest.StartProcess(t, t.TempDir(), "tiercel.offsets.compact.bytes=32768", "offsets.topic.segment.bytes=16384", "offsets.topic.num.partitions=3")
 	createTopic(t, proc.Addr(), topic, partitions)
 
 	type key struct {
