@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -26,26 +27,28 @@ type SuiteOptions struct {
 	ProfileDir      string  // where a CPU profile of the produce run is saved ("" = none)
 	RecoveryGiB     float64 // fill the log to this size, kill -9, time the restart (0 = skip)
 	IdlePartitions  int     // create this many idle partitions and report RSS per partition (0 = skip)
+	Groups          bool    // run the consumer-group benchmarks on a second broker
 	Progress        io.Writer
 }
 
 // Report is the suite's outcome with the machine limits it is compared to.
 type Report struct {
-	Date             string  `json:"date"`
-	DiskAppend1MiB   float64 `json:"disk_append_1mib_fdatasync_mib_s"`
-	DiskAppend64KiB  float64 `json:"disk_append_64kib_fdatasync_mib_s"`
-	LoopbackMiBs     float64 `json:"loopback_mib_s"`
-	Produce          Result  `json:"produce"`
-	Consume          Result  `json:"consume"`
-	E2E              Result  `json:"e2e"`
-	ProduceCPUPerGiB float64 `json:"broker_cpu_seconds_per_gib_produced"`
-	ConsumeCPUPerGiB float64 `json:"broker_cpu_seconds_per_gib_consumed"`
-	BrokerRSSMiB     float64 `json:"broker_rss_mib"`
-	ProduceRatio     float64 `json:"produce_over_disk_append"`
-	RecoveryGiB      float64 `json:"recovery_log_gib,omitempty"`
-	RecoverySeconds  float64 `json:"recovery_seconds_after_kill9,omitempty"`
-	IdlePartitions   int     `json:"idle_partitions,omitempty"`
-	IdleKiBPerPart   float64 `json:"rss_kib_per_idle_partition,omitempty"`
+	Date             string       `json:"date"`
+	DiskAppend1MiB   float64      `json:"disk_append_1mib_fdatasync_mib_s"`
+	DiskAppend64KiB  float64      `json:"disk_append_64kib_fdatasync_mib_s"`
+	LoopbackMiBs     float64      `json:"loopback_mib_s"`
+	Produce          Result       `json:"produce"`
+	Consume          Result       `json:"consume"`
+	E2E              Result       `json:"e2e"`
+	ProduceCPUPerGiB float64      `json:"broker_cpu_seconds_per_gib_produced"`
+	ConsumeCPUPerGiB float64      `json:"broker_cpu_seconds_per_gib_consumed"`
+	BrokerRSSMiB     float64      `json:"broker_rss_mib"`
+	ProduceRatio     float64      `json:"produce_over_disk_append"`
+	RecoveryGiB      float64      `json:"recovery_log_gib,omitempty"`
+	RecoverySeconds  float64      `json:"recovery_seconds_after_kill9,omitempty"`
+	IdlePartitions   int          `json:"idle_partitions,omitempty"`
+	IdleKiBPerPart   float64      `json:"rss_kib_per_idle_partition,omitempty"`
+	Groups           *GroupReport `json:"groups,omitempty"`
 }
 
 // RunSuite measures the machine's limits, starts a broker, and runs the
@@ -76,12 +79,7 @@ func RunSuite(ctx context.Context, o SuiteOptions) (Report, error) {
 
 	kafkaAddr, httpAddr := freeAddr(), freeAddr()
 	start := func() (*exec.Cmd, error) {
-		cmd := exec.Command(o.Binary, "serve", "--data-dir", filepath.Join(data, "broker"), "--kafka-addr", kafkaAddr, "--http-addr", httpAddr, "--log-level", "warn")
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			return nil, err
-		}
-		return cmd, waitReady(ctx, kafkaAddr)
+		return startBroker(ctx, o.Binary, filepath.Join(data, "broker"), kafkaAddr, httpAddr)
 	}
 	cmd, err := start()
 	if cmd != nil {
@@ -167,7 +165,118 @@ func RunSuite(ctx context.Context, o SuiteOptions) (Report, error) {
 		rep.IdlePartitions = o.IdlePartitions
 		rep.IdleKiBPerPart = float64(after-before) / 1024 / float64(o.IdlePartitions)
 	}
+	if o.Groups {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		g, err := RunGroups(ctx, o.Binary, filepath.Join(data, "groups"), logf)
+		if err != nil {
+			return rep, fmt.Errorf("group benchmarks: %w", err)
+		}
+		rep.Groups = &g
+	}
 	return rep, nil
+}
+
+// startBroker starts `tiercel serve` and waits until it answers.
+func startBroker(ctx context.Context, binary, dataDir, kafkaAddr, httpAddr string, sets ...string) (*exec.Cmd, error) {
+	args := []string{"serve", "--data-dir", dataDir, "--kafka-addr", kafkaAddr, "--http-addr", httpAddr, "--log-level", "warn"}
+	for _, s := range sets {
+		args = append(args, "--set", s)
+	}
+	cmd := exec.Command(binary, args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return cmd, waitReady(ctx, kafkaAddr)
+}
+
+// RunGroups runs the consumer-group benchmarks on a broker of their own:
+// a 50-member rebalance over 500 partitions (against one member's), commit
+// throughput, and the restart time with 100,000 committed offsets.
+func RunGroups(ctx context.Context, binary, dataDir string, logf func(string, ...any)) (GroupReport, error) {
+	const (
+		members, partitions  = 50, 500
+		concurrency          = 256
+		loadGroups, loadEach = 100, 1000
+	)
+	rep := GroupReport{RebalanceMembers: members, RebalancePartitions: partitions, CommitConcurrency: concurrency}
+	kafkaAddr, httpAddr := freeAddr(), freeAddr()
+	// No initial rebalance delay: the figure is the coordinator's, not a wait.
+	start := func() (*exec.Cmd, error) {
+		return startBroker(ctx, binary, dataDir, kafkaAddr, httpAddr, "group.initial.rebalance.delay.ms=0")
+	}
+	cmd, err := start()
+	if cmd != nil {
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	}
+	if err != nil {
+		return rep, err
+	}
+	brokers := []string{kafkaAddr}
+	for _, t := range []Workload{{Brokers: brokers, Topic: "bench-rebalance", Partitions: partitions}, {Brokers: brokers, Topic: "bench-offsets", Partitions: loadEach}} {
+		if err := EnsureTopic(ctx, t); err != nil {
+			return rep, err
+		}
+	}
+	// Warm up the coordinator (creates __consumer_offsets), then measure.
+	if _, err := Rebalance(ctx, brokers, "bench-warm", "bench-rebalance", partitions, 1); err != nil {
+		return rep, err
+	}
+	var singles, fulls []float64
+	for i := range 5 {
+		one, err := Rebalance(ctx, brokers, fmt.Sprintf("bench-one-%d", i), "bench-rebalance", partitions, 1)
+		if err != nil {
+			return rep, err
+		}
+		all, err := Rebalance(ctx, brokers, fmt.Sprintf("bench-all-%d", i), "bench-rebalance", partitions, members)
+		if err != nil {
+			return rep, err
+		}
+		singles, fulls = append(singles, ms(one)), append(fulls, ms(all))
+	}
+	rep.SingleRebalanceMs, rep.RebalanceMs = median(singles), median(fulls)
+	logf("rebalance of %d members over %d partitions: %.1f ms (one member: %.1f ms)", members, partitions, rep.RebalanceMs, rep.SingleRebalanceMs)
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	took, joins, err := ClientRebalance(cctx, brokers, "bench-kgo", "bench-rebalance", partitions, members, 100*time.Millisecond)
+	cancel()
+	if err != nil {
+		return rep, fmt.Errorf("kgo members: %w", err)
+	}
+	rep.ClientRebalanceMs, rep.ClientJoins = ms(took), joins
+	logf("%d kgo members started at once: stable in %.0f ms, at most %d JoinGroups per member", members, rep.ClientRebalanceMs, joins)
+
+	if rep.CommitsPerSec, err = CommitThroughput(ctx, brokers, "bench-rebalance", concurrency, 10*time.Second); err != nil {
+		return rep, err
+	}
+	logf("offset commits: %.0f/s with %d committers", rep.CommitsPerSec, concurrency)
+
+	logf("committing %d offsets", loadGroups*loadEach)
+	if err := CommitMany(ctx, brokers, "bench-offsets", loadEach, loadGroups); err != nil {
+		return rep, err
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	began := time.Now()
+	if cmd, err = start(); err != nil {
+		return rep, err
+	}
+	lctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := OffsetsLoaded(lctx, brokers, "bench-offsets", loadEach, loadGroups); err != nil {
+		return rep, err
+	}
+	rep.LoadOffsets, rep.LoadSeconds = loadGroups*loadEach, time.Since(began).Seconds()
+	logf("restart after kill -9 with %d committed offsets: %.2f s until all are served", rep.LoadOffsets, rep.LoadSeconds)
+	return rep, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
 }
 
 func freeAddr() string {
@@ -238,6 +347,13 @@ broker (1 KiB records, 6 partitions, franz-go client on the same machine)
 		r.ProduceCPUPerGiB, check(r.ProduceCPUPerGiB <= 2), r.ConsumeCPUPerGiB, r.BrokerRSSMiB)
 }
 
+func ok(b bool) string {
+	if b {
+		return "meets target"
+	}
+	return "MISSES target"
+}
+
 func (r Report) extra() string {
 	s := ""
 	if r.RecoverySeconds > 0 {
@@ -246,8 +362,26 @@ func (r Report) extra() string {
 	if r.IdlePartitions > 0 {
 		s += fmt.Sprintf("  RSS per idle partition (%d): %.1f KiB                      (target <= 50: %s)\n", r.IdlePartitions, r.IdleKiBPerPart, map[bool]string{true: "meets target", false: "MISSES target"}[r.IdleKiBPerPart <= 50])
 	}
-	return s
+	return s + r.GroupSummary()
 }
 
 // JSON renders the report as JSON.
 func (r Report) JSON() string { b, _ := json.MarshalIndent(r, "", "  "); return string(b) }
+
+// GroupSummary renders the consumer-group figures, if measured.
+func (r Report) GroupSummary() string {
+	g := r.Groups
+	if g == nil {
+		return ""
+	}
+	ratio := g.RebalanceMs / g.SingleRebalanceMs
+	return fmt.Sprintf(`consumer groups (a second broker, group.initial.rebalance.delay.ms=0)
+  rebalance, %d members / %d partitions  %.1f ms = %.2f x one member's round trips (%.1f ms)  (target <= 2: %s)
+  %d kgo members started at once   %8.0f ms to a stable group, at most %d JoinGroup round trips per member
+  offset commits (%d committers)   %8.0f /s                        (target >= 20000: %s)
+  restart with %d offsets          %8.2f s until served            (target <= 2 s: %s)
+`, g.RebalanceMembers, g.RebalancePartitions, g.RebalanceMs, ratio, g.SingleRebalanceMs, ok(ratio <= 2),
+		g.RebalanceMembers, g.ClientRebalanceMs, g.ClientJoins,
+		g.CommitConcurrency, g.CommitsPerSec, ok(g.CommitsPerSec >= 20000),
+		g.LoadOffsets, g.LoadSeconds, ok(g.LoadSeconds <= 2))
+}

@@ -207,7 +207,7 @@ type shardRunner struct {
 }
 
 type pendingSync struct {
-	id  uint64
+	ids []uint64 // writes appended together
 	end int64
 }
 
@@ -281,7 +281,19 @@ func (r *shardRunner) run() {
 		}
 		select {
 		case f := <-r.in:
-			f(time.Now())
+			now := time.Now()
+			f(now)
+			// Take what else is queued before writing: one append and one
+			// durability wait for all of it.
+		more:
+			for range 255 {
+				select {
+				case f := <-r.in:
+					f(now)
+				default:
+					break more
+				}
+			}
 			if !r.ticking {
 				r.ticking = true
 				tick.Reset(coordinatorTick)
@@ -320,30 +332,44 @@ func (r *shardRunner) flush() {
 		for _, rp := range replies {
 			r.deliver(rp.To, rp.Resp)
 		}
-		for _, w := range writes {
-			end, err := r.append(w)
-			if err != nil {
-				r.c.b.logger.Error("group state write failed", "partition", r.partition, "err", err)
-				r.shard.Persisted(w.ID, err)
-				continue
-			}
-			r.syncMu.Lock()
-			r.syncQ = append(r.syncQ, pendingSync{w.ID, end})
-			r.syncCond.Signal()
-			r.syncMu.Unlock()
+		if len(writes) == 0 {
+			continue
 		}
+		// One append (one write syscall) for everything this step produced.
+		ids := make([]uint64, len(writes))
+		for i, w := range writes {
+			ids[i] = w.ID
+		}
+		end, err := r.append(writes...)
+		if err != nil {
+			r.c.b.logger.Error("group state write failed", "partition", r.partition, "err", err)
+			for _, id := range ids {
+				r.shard.Persisted(id, err)
+			}
+			continue
+		}
+		r.syncMu.Lock()
+		r.syncQ = append(r.syncQ, pendingSync{ids, end})
+		r.syncCond.Signal()
+		r.syncMu.Unlock()
 	}
 }
 
-func (r *shardRunner) append(w group.Write) (int64, error) {
+// append writes each Write as one batch (so each stays atomic), all in one
+// Append, and returns the end offset.
+func (r *shardRunner) append(writes ...group.Write) (int64, error) {
 	ts := time.Now().UnixMilli()
-	recs := make([]recordbatch.Record, len(w.Records))
-	for i, rec := range w.Records {
-		recs[i] = recordbatch.Record{Timestamp: ts, Key: rec.Key, Value: rec.Value}
-	}
-	batch, err := recordbatch.Build(recs, recordbatch.NoProducer())
-	if err != nil {
-		return 0, err
+	var batch []byte
+	for _, w := range writes {
+		recs := make([]recordbatch.Record, len(w.Records))
+		for i, rec := range w.Records {
+			recs[i] = recordbatch.Record{Timestamp: ts, Key: rec.Key, Value: rec.Value}
+		}
+		b, err := recordbatch.Build(recs, recordbatch.NoProducer())
+		if err != nil {
+			return 0, err
+		}
+		batch = append(batch, b...)
 	}
 	res, err := r.log.Append(batch, storage.AppendOptions{LeaderEpoch: leaderEpoch})
 	if err != nil {
@@ -407,12 +433,20 @@ func (r *shardRunner) syncLoop() {
 			}
 			r.syncCond.Wait()
 		}
-		p := r.syncQ[0]
-		r.syncQ = r.syncQ[1:]
+		// Everything queued waits on one durability point (group commit).
+		batch := r.syncQ
+		r.syncQ = nil
 		r.syncMu.Unlock()
-		err := r.log.WaitDurable(context.Background(), p.end)
+		err := r.log.WaitDurable(context.Background(), batch[len(batch)-1].end)
+		done := func() {
+			for _, p := range batch {
+				for _, id := range p.ids {
+					r.shard.Persisted(id, err)
+				}
+			}
+		}
 		select {
-		case r.persisted <- func() { r.shard.Persisted(p.id, err) }:
+		case r.persisted <- done:
 		case <-r.c.stop:
 			return
 		}

@@ -124,6 +124,33 @@ func newBenchCmd(g *Globals) *cobra.Command {
 	sf.StringVar(&so.ProfileDir, "profile-dir", "", "save a CPU profile of the broker during produce here")
 	sf.Float64Var(&so.RecoveryGiB, "recovery-gib", 10, "fill the log to this many GiB, kill -9 the broker and time its restart (0 skips)")
 	sf.IntVar(&so.IdlePartitions, "idle-partitions", 10000, "create this many idle partitions and report RSS per partition (0 skips)")
-	cmd.AddCommand(produce, consume, e2e, disk, loop, suite)
+	sf.BoolVar(&so.Groups, "groups", true, "also run the consumer-group benchmarks (rebalance, commits/s, offsets load time)")
+	var groupsDir string
+	groups := &cobra.Command{Use: "groups", Short: "The consumer-group benchmarks alone, on a broker it starts", Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			dir, err := os.MkdirTemp(groupsDir, "tiercel-bench-groups-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+			gr, err := bench.RunGroups(c.Context(), exe, dir, logf)
+			if err != nil {
+				return err
+			}
+			rep := bench.Report{Groups: &gr}
+			if g.Output == "json" {
+				fmt.Fprintln(c.OutOrStdout(), rep.JSON())
+				return nil
+			}
+			fmt.Fprint(c.OutOrStdout(), rep.GroupSummary())
+			return nil
+		}}
+	groups.Flags().StringVar(&groupsDir, "dir", ".", "directory for the broker's data")
+	cmd.AddCommand(produce, consume, e2e, disk, loop, suite, groups)
 	return cmd
 }

@@ -143,9 +143,11 @@ func TestClientErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "INVALID_PARTITIONS") {
 		t.Fatalf("zero partitions: %v", err)
 	}
-	_, err = run(t, b.Addr(), "", "consume", "--topic", "x", "--group", "g")
-	if err == nil || !strings.Contains(err.Error(), "does not support consumer groups") {
-		t.Fatalf("--group against a broker without groups: %v", err)
+	for _, args := range [][]string{{"consume", "--topic", "x", "--group", "g"}, {"consume", "--topic", "x"}} {
+		_, err = run(t, b.Addr(), "", args...)
+		if err == nil || !strings.Contains(err.Error(), `topic "x": UNKNOWN_TOPIC_OR_PARTITION`) {
+			t.Fatalf("%v on a missing topic: %v", args, err)
+		}
 	}
 	start := time.Now()
 	_, err = run(t, "127.0.0.1:1", "", "topic", "list")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -133,10 +134,8 @@ func newConsumeCmd(g *Globals) *cobra.Command {
 				return err
 			}
 			defer cl.Close()
-			if group != "" {
-				if err := requireGroupSupport(cmd.Context(), g, cl); err != nil {
-					return err
-				}
+			if err := requireTopic(cmd.Context(), g, cl, topic); err != nil {
+				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -167,21 +166,23 @@ func newConsumeCmd(g *Globals) *cobra.Command {
 	return cmd
 }
 
-// requireGroupSupport fails fast when the cluster does not advertise the
-// group coordinator API, instead of letting the client retry forever.
-func requireGroupSupport(ctx context.Context, g *Globals, cl *kgo.Client) error {
+// requireTopic fails fast on a topic that does not exist, instead of
+// waiting for it forever.
+func requireTopic(ctx context.Context, g *Globals, cl *kgo.Client, topic string) error {
 	c, cancel := timeoutCtx(ctx)
 	defer cancel()
-	resp, err := kmsg.NewPtrApiVersionsRequest().RequestWith(c, cl)
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(c, cl)
 	if err != nil {
-		return g.explain("api versions", err)
+		return g.explain("metadata", err)
 	}
-	for _, k := range resp.ApiKeys {
-		if k.ApiKey == 10 { // FindCoordinator
-			return nil
-		}
+	if len(resp.Topics) == 1 && resp.Topics[0].ErrorCode != 0 {
+		return g.explain(fmt.Sprintf("topic %q", topic), kerr.ErrorForCode(resp.Topics[0].ErrorCode))
 	}
-	return fmt.Errorf("--group: the broker at %s does not support consumer groups (no FindCoordinator API); use --partition or no group", g.BootstrapServer)
+	return nil
 }
 
 func startOffset(offset, timestamp string, fromBeginning bool) (kgo.Offset, error) {
