@@ -167,28 +167,45 @@ func (b *Broker) handleLeaveGroup(ctx context.Context, req *kmsg.LeaveGroupReque
 }
 
 func (b *Broker) handleDescribeGroups(ctx context.Context, req *kmsg.DescribeGroupsRequest) reply {
-	waits := make([]groupWait, len(req.Groups))
-	for i, id := range req.Groups {
-		waits[i] = b.submitValue(ctx, id, func(s *group.Shard, _ time.Time) any { return s.Describe(id) })
-	}
+	wait := fanOut(b, ctx, req.Groups, func(s *group.Shard, i int) kmsg.DescribeGroupsResponseGroup {
+		return s.Describe(req.Groups[i])
+	}, func(id string, code int16) kmsg.DescribeGroupsResponseGroup {
+		g := kmsg.NewDescribeGroupsResponseGroup()
+		g.Group, g.ErrorCode = id, code
+		return g
+	})
 	return reply{later: func() kmsg.Response {
 		resp := kmsg.NewPtrDescribeGroupsResponse()
-		for i, w := range waits {
-			v, code := w.wait(ctx)
-			if code != 0 {
-				g := kmsg.NewDescribeGroupsResponseGroup()
-				g.Group, g.ErrorCode = req.Groups[i], code
-				resp.Groups = append(resp.Groups, g)
-				continue
+		resp.Groups = wait()
+		for i := range resp.Groups {
+			if req.IncludeAuthorizedOperations && resp.Groups[i].ErrorCode == 0 {
+				resp.Groups[i].AuthorizedOperations = allGroupOperations
 			}
-			g := v.(kmsg.DescribeGroupsResponseGroup)
-			if req.IncludeAuthorizedOperations {
-				g.AuthorizedOperations = allGroupOperations
-			}
-			resp.Groups = append(resp.Groups, g)
 		}
 		return resp
 	}}
+}
+
+// fanOut hands one input per group to the group's shard now (in request
+// order) and returns a function that waits for all the answers, in the
+// order of ids; failed answers for a group whose shard could not take it.
+func fanOut[T any](b *Broker, ctx context.Context, ids []string, fn func(s *group.Shard, i int) T, failed func(id string, code int16) T) func() []T {
+	waits := make([]groupWait, len(ids))
+	for i, id := range ids {
+		waits[i] = b.submitValue(ctx, id, func(s *group.Shard, _ time.Time) any { return fn(s, i) })
+	}
+	return func() []T {
+		out := make([]T, len(ids))
+		for i, w := range waits {
+			v, code := w.wait(ctx)
+			if code != 0 {
+				out[i] = failed(ids[i], code)
+				continue
+			}
+			out[i] = v.(T)
+		}
+		return out
+	}
 }
 
 // allGroupOperations is READ, DELETE and DESCRIBE: no ACLs yet, so a
@@ -271,25 +288,20 @@ func (b *Broker) handleConsumerGroupHeartbeat(ctx context.Context, h requestHead
 }
 
 func (b *Broker) handleConsumerGroupDescribe(ctx context.Context, req *kmsg.ConsumerGroupDescribeRequest) reply {
-	waits := make([]groupWait, len(req.Groups))
-	for i, id := range req.Groups {
-		waits[i] = b.submitValue(ctx, id, func(s *group.Shard, _ time.Time) any { return s.DescribeConsumer(id) })
-	}
+	wait := fanOut(b, ctx, req.Groups, func(s *group.Shard, i int) kmsg.ConsumerGroupDescribeResponseGroup {
+		return s.DescribeConsumer(req.Groups[i])
+	}, func(id string, code int16) kmsg.ConsumerGroupDescribeResponseGroup {
+		g := kmsg.NewConsumerGroupDescribeResponseGroup()
+		g.Group, g.ErrorCode = id, code
+		return g
+	})
 	return reply{later: func() kmsg.Response {
 		resp := kmsg.NewPtrConsumerGroupDescribeResponse()
-		for i, w := range waits {
-			v, code := w.wait(ctx)
-			if code != 0 {
-				g := kmsg.NewConsumerGroupDescribeResponseGroup()
-				g.Group, g.ErrorCode = req.Groups[i], code
-				resp.Groups = append(resp.Groups, g)
-				continue
+		resp.Groups = wait()
+		for i := range resp.Groups {
+			if req.IncludeAuthorizedOperations && resp.Groups[i].ErrorCode == 0 {
+				resp.Groups[i].AuthorizedOperations = allGroupOperations
 			}
-			g := v.(kmsg.ConsumerGroupDescribeResponseGroup)
-			if req.IncludeAuthorizedOperations {
-				g.AuthorizedOperations = allGroupOperations
-			}
-			resp.Groups = append(resp.Groups, g)
 		}
 		return resp
 	}}

@@ -16,20 +16,7 @@ func (b *Broker) handleOffsetCommit(ctx context.Context, req *kmsg.OffsetCommitR
 	}
 	return b.groupReply(ctx, req.Group, func(s *group.Shard, now time.Time, to group.ReplyTo) {
 		s.Commit(now, to, req)
-	}, func(code int16) kmsg.Response {
-		resp := kmsg.NewPtrOffsetCommitResponse()
-		for _, rt := range req.Topics {
-			st := kmsg.NewOffsetCommitResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewOffsetCommitResponseTopicPartition()
-				sp.Partition, sp.ErrorCode = rp.Partition, code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp
-	})
+	}, func(code int16) kmsg.Response { return group.CommitResponse(req, code) })
 }
 
 // handleOffsetFetch serves both shapes: one group (v0-7) and many (v8+).
@@ -49,23 +36,20 @@ func (b *Broker) handleOffsetFetch(ctx context.Context, req *kmsg.OffsetFetchReq
 			groups = append(groups, group.FetchGroup{Group: g.Group, Topics: g.Topics, MemberID: g.MemberID, MemberEpoch: g.MemberEpoch})
 		}
 	}
-	waits := make([]groupWait, len(groups))
+	names := make([]string, len(groups))
 	for i, fg := range groups {
-		waits[i] = b.submitValue(ctx, fg.Group, func(s *group.Shard, _ time.Time) any { return s.FetchOffsets(fg) })
+		names[i] = fg.Group
 	}
+	wait := fanOut(b, ctx, names, func(s *group.Shard, i int) kmsg.OffsetFetchResponseGroup {
+		return s.FetchOffsets(groups[i])
+	}, func(id string, code int16) kmsg.OffsetFetchResponseGroup {
+		g := kmsg.NewOffsetFetchResponseGroup()
+		g.Group, g.ErrorCode = id, code
+		return g
+	})
 	return reply{later: func() kmsg.Response {
 		resp := kmsg.NewPtrOffsetFetchResponse()
-		for i, w := range waits {
-			v, code := w.wait(ctx)
-			var g kmsg.OffsetFetchResponseGroup
-			if code != 0 {
-				g = kmsg.NewOffsetFetchResponseGroup()
-				g.Group, g.ErrorCode = groups[i].Group, code
-			} else {
-				g = v.(kmsg.OffsetFetchResponseGroup)
-			}
-			resp.Groups = append(resp.Groups, g)
-		}
+		resp.Groups = wait()
 		if req.Version >= 8 {
 			return resp
 		}

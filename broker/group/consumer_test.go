@@ -381,3 +381,21 @@ func runConsumerSim(t *testing.T, seed int64) {
 	g := h.s.Group("g")
 	fail("did not converge: state %v, %d members", g.consumer.state(), g.Size())
 }
+
+func TestConsumerGroupLimits(t *testing.T) {
+	cfg := testConfig()
+	cfg.ConsumerMaxSize = 2
+	h := newHarness(t, cfg)
+	h.hb("g", "a", "", 0, []string{"t"}, partitions{})
+	h.hb("g", "b", "", 0, []string{"t"}, partitions{})
+	wantCode(t, "a third member of a group of at most two", h.hb("g", "c", "", 0, []string{"t"}, partitions{}).ErrorCode, kerr.GroupMaxSizeReached)
+	wantCode(t, "empty group id", h.hb("", "a", "", 0, []string{"t"}, partitions{}).ErrorCode, kerr.InvalidGroupID)
+	wantCode(t, "empty member id (v1)", h.hb("g", "", "", 0, []string{"t"}, partitions{}).ErrorCode, kerr.InvalidRequest)
+	wantCode(t, "epoch below -2", h.hb("g", "a", "", -3, nil, nil).ErrorCode, kerr.InvalidRequest)
+	wantCode(t, "joining without a subscription", h.hb("g", "d", "", 0, nil, partitions{}).ErrorCode, kerr.InvalidRequest)
+	// A classic group with members cannot take KIP-848 members.
+	h.stableGroup("classic", 1)
+	wantCode(t, "a consumer member in a live classic group", h.hb("classic", "x", "", 0, []string{"t"}, partitions{}).ErrorCode, kerr.GroupIDNotFound)
+	// And a consumer group cannot take classic members.
+	wantCode(t, "a classic member in a consumer group", h.joinResp(h.join(joinReq("g", "", "", sess))).ErrorCode, kerr.InconsistentGroupProtocol)
+}

@@ -7,8 +7,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// commitResponse answers every partition of a commit with one code.
-func commitResponse(req *kmsg.OffsetCommitRequest, code int16) *kmsg.OffsetCommitResponse {
+// CommitResponse answers every partition of a commit with one code.
+func CommitResponse(req *kmsg.OffsetCommitRequest, code int16) *kmsg.OffsetCommitResponse {
 	resp := kmsg.NewPtrOffsetCommitResponse()
 	for _, rt := range req.Topics {
 		st := kmsg.NewOffsetCommitResponseTopic()
@@ -76,10 +76,10 @@ func (s *Shard) commitCheck(now time.Time, req *kmsg.OffsetCommitRequest) (*Grou
 func (s *Shard) Commit(now time.Time, to ReplyTo, req *kmsg.OffsetCommitRequest) {
 	g, code := s.commitCheck(now, req)
 	if code != 0 {
-		s.reply(to, commitResponse(req, code))
+		s.reply(to, CommitResponse(req, code))
 		return
 	}
-	resp := commitResponse(req, 0)
+	resp := CommitResponse(req, 0)
 	type staged struct {
 		tp  TopicPartition
 		off Offset
