@@ -197,4 +197,10 @@ func TestFetchSessions(t *testing.T) {
 	if r := fetch(id, 4); r.ErrorCode != kerr.FetchSessionIDNotFound.Code {
 		t.Fatalf("a closed session still answered: error %d", r.ErrorCode)
 	}
+	// A client whose response was lost still names its old session with a
+	// full fetch (epoch 0): it gets a new session, not an error (Kafka
+	// closes the named session if it exists and carries on).
+	if r := fetch(id, 0); r.ErrorCode != 0 || r.SessionID == 0 || r.SessionID == id {
+		t.Fatalf("a full fetch naming a gone session: %+v", r)
+	}
 }

@@ -89,7 +89,7 @@ func New(opts Options) (*Broker, error) {
 		topics: map[string]*topic{}, byID: map[[16]byte]*topic{}, conns: map[net.Conn]struct{}{},
 		waiters: newWaiters(),
 	}
-	b.sessions = newFetchSessions(int(cfg.Int64("max.incremental.fetch.session.cache.slots")))
+	b.sessions = newFetchSessions(int(cfg.Int64("max.incremental.fetch.session.cache.slots")), time.Duration(cfg.Int64("min.incremental.fetch.session.eviction.ms"))*time.Millisecond)
 	if err := b.fs.MkdirAll(b.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", b.dir, err)
 	}

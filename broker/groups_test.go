@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -426,7 +427,20 @@ func TestKIP848GroupMembersComeAndGo(t *testing.T) {
 			ms = append(ms, startMember(t, b.Addr(), "g848", "events", seen, opts...))
 			produceN(t, b.Addr(), "events", n/2)
 			g = stableConsumerGroup(t, adm, "g848", "events", 12, 3)
-			waitFor(t, "every record consumed", func() bool { return seen.count() == n })
+			deadline := time.Now().Add(30 * time.Second)
+			for seen.count() != n {
+				if time.Now().After(deadline) {
+					missing := map[string]int{}
+					seen.mu.Lock()
+					for k := range seen.seen {
+						missing[k[:strings.IndexByte(k, '/')]]++
+					}
+					seen.mu.Unlock()
+					offs, _ := adm.FetchOffsets(ctx(t), "g848")
+					t.Fatalf("consumed %d of %d; per partition %v; group %+v; committed %v", seen.count(), n, missing, g, offs)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
 			time.Sleep(time.Second)
 			again := stableConsumerGroup(t, adm, "g848", "events", 12, 3)
 			if again.Epoch != g.Epoch {

@@ -64,6 +64,7 @@ var brokerOnlyDefs = []Def{
 	{Name: "socket.request.max.bytes", Type: TypeInt, Default: "104857600", Doc: "largest request frame accepted; larger frames close the connection", Validate: longAtLeast(1)},
 	{Name: "connections.max.idle.ms", Type: TypeLong, Default: "600000", Doc: "idle connections are closed after this long", Validate: longAtLeast(0)},
 	{Name: "fetch.max.bytes", Type: TypeInt, Default: "57671680", Doc: "largest fetch response, whatever the request asks", Validate: longAtLeast(1024)},
+	{Name: "min.incremental.fetch.session.eviction.ms", Type: TypeInt, Default: "120000", Doc: "a fetch session idle this long may be evicted to make room for a new one", Validate: longAtLeast(0)},
 	{Name: "max.incremental.fetch.session.cache.slots", Type: TypeInt, Default: "1000", Doc: "fetch sessions (KIP-227) kept per broker", Validate: longAtLeast(0)},
 	{Name: "broker.rack", Type: TypeString, Default: "", Doc: "the rack (zone) of this broker"},
 	{Name: "log.validate.records.deep", Type: TypeBoolean, Default: "false", Doc: "Tiercel: also decompress and walk every record of produced batches (Kafka always does; off by default here for speed, CRC and framing are always checked)", Dynamic: true, Validate: isBool},
