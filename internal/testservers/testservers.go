@@ -120,9 +120,25 @@ func StartMinIO(t testing.TB) S3 {
 	cmd := exec.Command(bin, "server", "--quiet", "--address", addr, "--console-address", console, t.TempDir())
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+s.AccessKey, "MINIO_ROOT_PASSWORD="+s.SecretKey, "MINIO_BROWSER=off")
 	out := start(t, "minio", cmd)
-	// Liveness answers before MinIO can serve; readiness does not.
+	// Liveness answers before MinIO can serve; readiness does not, and
+	// even after readiness the S3 API can answer 503 "server not
+	// initialized" for a moment: wait until an (anonymous) S3 request gets
+	// a real answer.
 	waitHTTP(t, "minio", s.Endpoint+"/minio/health/ready", out, true)
-	return s
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(s.Endpoint + "/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("minio's S3 API did not come up within 60s:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // String names the server for logs.

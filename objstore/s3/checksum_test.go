@@ -13,17 +13,31 @@ import (
 
 func TestVerifyingReader(t *testing.T) {
 	data := []byte("the stored bytes")
+	corrupt := []byte("the stored bytez")
 	sum := md5.Sum(data)
 	etag := `"` + hex.EncodeToString(sum[:]) + `"`
-	got, err := io.ReadAll(verifying(io.NopCloser(bytes.NewReader(data)), etag, "k"))
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("matching bytes: %v", err)
+	crc, err := contentCRC32C(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
 	}
-	_, err = io.ReadAll(verifying(io.NopCloser(bytes.NewReader([]byte("the stored bytez"))), etag, "k"))
-	if !errors.Is(err, errChecksum) || !errors.Is(err, objstore.ErrRetriable) {
-		t.Fatalf("corrupted bytes: %v", err)
+	for _, c := range []struct{ name, crc, etag string }{{"crc32c", crc, `"not-an-md5"`}, {"md5", "", etag}, {"crc32c wins over md5", crc, etag}} {
+		got, err := io.ReadAll(verifying(io.NopCloser(bytes.NewReader(data)), c.crc, c.etag, "k"))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%s, matching bytes: %v", c.name, err)
+		}
+		_, err = io.ReadAll(verifying(io.NopCloser(bytes.NewReader(corrupt)), c.crc, c.etag, "k"))
+		if !errors.Is(err, errChecksum) || !errors.Is(err, objstore.ErrRetriable) {
+			t.Fatalf("%s, corrupted bytes: %v", c.name, err)
+		}
 	}
 	if _, ok := singlePartMD5(`"0123456789abcdef0123456789abcdef-3"`); ok {
 		t.Fatal("a multipart ETag was taken for an MD5")
+	}
+	if _, ok := fullObjectCRC32C("AAAAAA==-3"); ok {
+		t.Fatal("a multipart (composite) checksum was taken for the object's")
+	}
+	// Nothing to check against: the bytes pass through.
+	if got, err := io.ReadAll(verifying(io.NopCloser(bytes.NewReader(corrupt)), "", `"x-2"`, "k")); err != nil || !bytes.Equal(got, corrupt) {
+		t.Fatalf("unverifiable object: %v", err)
 	}
 }

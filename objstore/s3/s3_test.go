@@ -1,11 +1,16 @@
 package s3
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/tiercel/tiercel/internal/testservers"
 	"github.com/tiercel/tiercel/objstore"
@@ -52,5 +57,45 @@ func TestErrorsNamePlainly(t *testing.T) {
 	unreachable, _ := New(ctx, Config{Bucket: "b", Endpoint: "http://127.0.0.1:1", PathStyle: true, AccessKey: "a", SecretKey: "b"})
 	if _, err := unreachable.Head(ctx, "k"); err == nil || !errors.Is(err, objstore.ErrRetriable) {
 		t.Fatalf("unreachable endpoint: %v", err)
+	}
+}
+
+// TestStoredChecksums: what Tiercel puts carries a CRC-32C the server
+// checked and keeps, and a whole-object GET gets it back to verify against
+// (on both servers), so reads are checked end to end without MD5's cost.
+func TestStoredChecksums(t *testing.T) {
+	for name, start := range map[string]func(testing.TB) testservers.S3{"versitygw": testservers.StartVersityGW, "minio": testservers.StartMinIO} {
+		t.Run(name, func(t *testing.T) {
+			srv := start(t)
+			ctx := context.Background()
+			b, err := New(ctx, Config{Bucket: fmt.Sprintf("sum-%d", bucketSeq.Add(1)), Endpoint: srv.Endpoint, PathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.CreateBucket(ctx); err != nil {
+				t.Fatal(err)
+			}
+			data := bytes.Repeat([]byte("tiercel "), 4096)
+			if _, err := b.Put(ctx, "k", bytes.NewReader(data), objstore.PutOptions{Size: int64(len(data))}); err != nil {
+				t.Fatal(err)
+			}
+			out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.cfg.Bucket, Key: aws.String(b.key("k")), ChecksumMode: types.ChecksumModeEnabled})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.Body.Close()
+			want, _ := contentCRC32C(bytes.NewReader(data))
+			if got := aws.ToString(out.ChecksumCRC32C); got != want {
+				t.Fatalf("stored CRC32C %q, want %q", got, want)
+			}
+			rc, _, err := b.Get(ctx, "k", 0, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			if _, ok := rc.(*verifyingReader); !ok {
+				t.Fatalf("a whole-object read is not verified (%T)", rc)
+			}
+		})
 	}
 }
