@@ -526,3 +526,50 @@ func TestOffsetsTopicCompaction(t *testing.T) {
 		t.Fatalf("groups after compaction and restart: %v", listed.Groups())
 	}
 }
+
+// TestOffsetFetchManyGroups: one OffsetFetch (v8+) for several groups,
+// with require_stable, answers each group (a missing one with -1s).
+func TestOffsetFetchManyGroups(t *testing.T) {
+	b := brokertest.Start(t)
+	adm := admin(t, b.Addr())
+	create(t, adm, "m", 2, nil)
+	for i, g := range []string{"ga", "gb"} {
+		offs := kadm.Offsets{}
+		offs.Add(kadm.Offset{Topic: "m", Partition: 1, At: int64(10 + i), LeaderEpoch: -1, Metadata: g})
+		if err := adm.CommitAllOffsets(ctx(t), g, offs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn := dial(t, b.Addr())
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.RequireStable = true
+	for _, g := range []string{"ga", "gb", "nobody"} {
+		rg := kmsg.NewOffsetFetchRequestGroup()
+		rg.Group = g
+		if g != "gb" {
+			rg.Topics = []kmsg.OffsetFetchRequestGroupTopic{{Topic: "m", Partitions: []int32{0, 1}}}
+		}
+		req.Groups = append(req.Groups, rg)
+	}
+	resp := conn.roundTrip(req, 9).(*kmsg.OffsetFetchResponse)
+	got := map[string]string{}
+	for _, g := range resp.Groups {
+		var parts []string
+		for _, tp := range g.Topics {
+			for _, p := range tp.Partitions {
+				parts = append(parts, fmt.Sprintf("%s/%d=%d:%s", tp.Topic, p.Partition, p.Offset, *p.Metadata))
+			}
+		}
+		got[g.Group] = fmt.Sprintf("%d %v", g.ErrorCode, parts)
+	}
+	want := map[string]string{
+		"ga":     "0 [m/0=-1: m/1=10:ga]",
+		"gb":     "0 [m/1=11:gb]", // no topics asked: every committed offset
+		"nobody": "0 [m/0=-1: m/1=-1:]",
+	}
+	for g, w := range want {
+		if got[g] != w {
+			t.Errorf("group %s: %q, want %q", g, got[g], w)
+		}
+	}
+}
