@@ -20,6 +20,10 @@ var (
 	ErrPrecondition = errors.New("precondition failed")
 	ErrRetriable    = errors.New("transient object store error")
 	ErrPermanent    = errors.New("object store error")
+	// ErrCorrupt marks a read whose bytes failed the object's checksum. It
+	// comes with ErrRetriable (reading the object again may succeed) but is
+	// never resumed: the bytes already handed out are the suspect ones.
+	ErrCorrupt = errors.New("checksum mismatch: the bytes read are not the bytes stored")
 )
 
 // Error wraps a backend error with the operation, bucket, key and class.

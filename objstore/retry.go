@@ -96,7 +96,7 @@ func (s *resumingReader) Read(p []byte) (int, error) {
 	if s.remaining > 0 {
 		s.remaining -= int64(n)
 	}
-	if err == nil || err == io.EOF || !errors.Is(err, ErrRetriable) && !isTransport(err) {
+	if err == nil || err == io.EOF || errors.Is(err, ErrCorrupt) || !errors.Is(err, ErrRetriable) && !isTransport(err) {
 		return n, err
 	}
 	if s.resumes >= max(s.r.p.Attempts, 1) || s.ctx.Err() != nil {

@@ -70,6 +70,39 @@ func TestResumeRefusesAChangedObject(t *testing.T) {
 	}
 }
 
+// corruptAtEOF is a bucket whose reads end with a checksum mismatch.
+type corruptAtEOF struct{ objstore.Bucket }
+
+func (c corruptAtEOF) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, objstore.Attrs, error) {
+	rc, attrs, err := c.Bucket.Get(ctx, key, off, n)
+	if err != nil || off != 0 {
+		return rc, attrs, err
+	}
+	return io.NopCloser(io.MultiReader(rc, &errAfter{err: objstore.Errorf(objstore.ErrRetriable, "get", "c", key, objstore.ErrCorrupt)})), attrs, nil
+}
+
+type errAfter struct{ err error }
+
+func (e *errAfter) Read([]byte) (int, error) { return 0, e.err }
+
+// TestCorruptReadIsNotResumed: a checksum failure at the end of a stream
+// reaches the reader; resuming "the rest" would hide it behind bytes that
+// were already handed out.
+func TestCorruptReadIsNotResumed(t *testing.T) {
+	inner := mem.New("corrupt")
+	ctx := context.Background()
+	inner.Put(ctx, "k", bytes.NewReader(bytes.Repeat([]byte("a"), 1000)), objstore.PutOptions{})
+	b := objstore.WithRetries(corruptAtEOF{inner}, fastRetries)
+	rc, _, err := b.Get(ctx, "k", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if _, err := io.ReadAll(rc); !errors.Is(err, objstore.ErrCorrupt) {
+		t.Fatalf("a corrupt read was accepted: %v", err)
+	}
+}
+
 // TestNoRetryOfPermanentErrors: a permanent error is returned at once.
 func TestNoRetryOfPermanentErrors(t *testing.T) {
 	f := faulty.Wrap(mem.New("perm"), 7, faulty.Faults{Permanent: 1})

@@ -98,6 +98,7 @@ type S3 struct {
 	Endpoint  string
 	AccessKey string
 	SecretKey string
+	Root      string // versitygw: the directory holding buckets and objects as files
 }
 
 // StartVersityGW runs versitygw's posix backend; buckets are directories.
@@ -105,7 +106,7 @@ func StartVersityGW(t testing.TB) S3 {
 	bin := Tool(t, "versitygw")
 	addr := freePort(t)
 	root := t.TempDir()
-	s := S3{Endpoint: "http://" + addr, AccessKey: "tiercel", SecretKey: "tiercel-secret"}
+	s := S3{Endpoint: "http://" + addr, AccessKey: "tiercel", SecretKey: "tiercel-secret", Root: root}
 	cmd := exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey, "--port", addr, "posix", root)
 	out := start(t, "versitygw", cmd)
 	waitHTTP(t, "versitygw", s.Endpoint, out, false)

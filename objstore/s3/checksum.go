@@ -4,7 +4,6 @@ import (
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"hash/crc32"
@@ -58,7 +57,7 @@ func fullObjectCRC32C(v string) ([]byte, bool) {
 	return b, err == nil && len(b) == 4
 }
 
-// verifyingReader checks a whole object's bytes against a checksum at EOF.
+// verifyingReader checks a whole object's bytes against its MD5 at EOF.
 type verifyingReader struct {
 	io.ReadCloser
 	h    hash.Hash
@@ -67,7 +66,7 @@ type verifyingReader struct {
 	key  string
 }
 
-var errChecksum = errors.New("checksum mismatch: the bytes read are not the bytes stored")
+var errChecksum = objstore.ErrCorrupt
 
 func (v *verifyingReader) Read(p []byte) (int, error) {
 	n, err := v.ReadCloser.Read(p)
@@ -80,12 +79,30 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// verifying wraps a whole object's body: CRC-32C when the server returned
-// one for the whole object (everything Tiercel writes), else the MD5 a
-// single-part ETag states, else nothing to check against.
+// sdkChecked is a body the SDK checks against the CRC32C the server
+// returned (GetObject with checksum mode on does that as the bytes stream);
+// it only names a mismatch the way objstore classifies errors, so the bytes
+// are hashed once.
+type sdkChecked struct {
+	io.ReadCloser
+	key string
+}
+
+func (s *sdkChecked) Read(p []byte) (int, error) {
+	n, err := s.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && strings.HasPrefix(err.Error(), "checksum did not match") {
+		err = objstore.Errorf(objstore.ErrRetriable, "get", "", s.key, fmt.Errorf("%w (%v)", errChecksum, err))
+	}
+	return n, err
+}
+
+// verifying wraps a whole object's body: the SDK checks the CRC-32C the
+// server returned for the whole object (everything Tiercel writes); else the
+// MD5 a single-part ETag states is checked here; else there is nothing to
+// check against.
 func verifying(rc io.ReadCloser, crc32c, etag, key string) io.ReadCloser {
-	if want, ok := fullObjectCRC32C(crc32c); ok {
-		return &verifyingReader{ReadCloser: rc, h: crc32.New(castagnoli), algo: "crc32c", want: want, key: key}
+	if _, ok := fullObjectCRC32C(crc32c); ok {
+		return &sdkChecked{ReadCloser: rc, key: key}
 	}
 	want, ok := singlePartMD5(etag)
 	if !ok {

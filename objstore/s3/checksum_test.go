@@ -20,7 +20,13 @@ func TestVerifyingReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct{ name, crc, etag string }{{"crc32c", crc, `"not-an-md5"`}, {"md5", "", etag}, {"crc32c wins over md5", crc, etag}} {
+	// With a CRC32C the SDK hashes the body; its mismatch error is renamed.
+	sdkErr := errors.New("checksum did not match: algorithm CRC32C, expect x, actual y")
+	_, err = io.ReadAll(verifying(io.NopCloser(&failingReader{err: sdkErr}), crc, etag, "k"))
+	if !errors.Is(err, errChecksum) || !errors.Is(err, objstore.ErrRetriable) {
+		t.Fatalf("the SDK's checksum mismatch: %v", err)
+	}
+	for _, c := range []struct{ name, crc, etag string }{{"md5", "", etag}} {
 		got, err := io.ReadAll(verifying(io.NopCloser(bytes.NewReader(data)), c.crc, c.etag, "k"))
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("%s, matching bytes: %v", c.name, err)
@@ -41,3 +47,7 @@ func TestVerifyingReader(t *testing.T) {
 		t.Fatalf("unverifiable object: %v", err)
 	}
 }
+
+type failingReader struct{ err error }
+
+func (f *failingReader) Read([]byte) (int, error) { return 0, f.err }

@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 
@@ -93,8 +96,30 @@ func TestStoredChecksums(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer rc.Close()
-			if _, ok := rc.(*verifyingReader); !ok {
+			if _, ok := rc.(*sdkChecked); !ok {
 				t.Fatalf("a whole-object read is not verified (%T)", rc)
+			}
+			if srv.Root == "" {
+				return
+			}
+			// Flip bytes of the stored file behind the server's back (versitygw
+			// keeps objects as plain files): the read must fail, classified.
+			path := filepath.Join(srv.Root, b.cfg.Bucket, "k")
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt([]byte("TIERCEL"), 100); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			rc2, _, err := b.Get(ctx, "k", 0, -1)
+			if err == nil {
+				_, err = io.ReadAll(rc2)
+				rc2.Close()
+			}
+			if !errors.Is(err, errChecksum) || !errors.Is(err, objstore.ErrRetriable) {
+				t.Fatalf("reading a corrupted object: %v", err)
 			}
 		})
 	}
