@@ -55,7 +55,12 @@ func objstoreBenchCmd(g *Globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				stores = append(stores, bench.Store{Name: "plain-sdk", Bucket: plain})
+				withCRC, err := bench.NewPlainS3(c.Context(), cfg.Endpoint, cfg.Region, cfg.Bucket)
+				if err != nil {
+					return err
+				}
+				withCRC.Checksums = true
+				stores = append(stores, bench.Store{Name: "plain-sdk", Bucket: plain}, bench.Store{Name: "plain-sdk-crc", Bucket: withCRC})
 			}
 			if rawDir == "" {
 				if rawDir, err = os.MkdirTemp(".", "tiercel-objbench-"); err != nil {
