@@ -1,0 +1,189 @@
+// Package tiering moves closed segments to the object store and reads them
+// back. This file is the format of one tiered segment: a single object
+// holding every file of the segment, so an upload is one PUT and a reader
+// finds any part with one ranged GET of the footer.
+//
+// Layout (all integers big endian):
+//
+//	part bytes, back to back (log first, so offset 0 of the object is the
+//	first record batch)
+//	footer:
+//	  magic "TSG1"
+//	  count uint16
+//	  count × { name-length uint16, name, offset uint64, length uint64, crc32c uint32 }
+//	  footer-length uint32 (bytes from magic to here, excluding this field)
+//	  magic "TSG1"
+//
+// A reader GETs the last FooterProbe bytes, finds the footer length in the
+// last 8, and (rarely) GETs the rest of the footer. Each part carries its
+// own CRC-32C, checked when the part is read whole.
+package tiering
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"sort"
+)
+
+const segMagic = "TSG1"
+
+// FooterProbe is how many trailing bytes a reader asks for first: enough
+// for the footer of a segment with its usual five parts.
+const FooterProbe = 512
+
+// maxFooter bounds a footer's declared length, so a corrupt object cannot
+// make a reader allocate without limit.
+const maxFooter = 1 << 20
+
+// Part names of a segment object.
+const (
+	PartLog         = "log"
+	PartOffsetIndex = "index"
+	PartTimeIndex   = "timeindex"
+	PartProducers   = "snapshot"
+	PartEpochs      = "leader-epoch-checkpoint"
+)
+
+// ErrCorruptObject marks a segment object whose footer or part fails its checks.
+var ErrCorruptObject = errors.New("tiering: corrupt segment object")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// PartRef locates one part inside a segment object.
+type PartRef struct {
+	Name   string
+	Offset uint64
+	Length uint64
+	CRC    uint32
+}
+
+// Footer is the table of a segment object's parts.
+type Footer struct {
+	Parts []PartRef
+}
+
+// Part finds a part by name.
+func (f Footer) Part(name string) (PartRef, bool) {
+	for _, p := range f.Parts {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return PartRef{}, false
+}
+
+// EncodeSegment lays out parts (name → bytes) as one object: the log part
+// first, then the others by name, then the footer.
+func EncodeSegment(parts map[string][]byte) ([]byte, error) {
+	if _, ok := parts[PartLog]; !ok {
+		return nil, fmt.Errorf("tiering: a segment object needs a %q part", PartLog)
+	}
+	names := make([]string, 0, len(parts))
+	for n := range parts {
+		if n != PartLog {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	names = append([]string{PartLog}, names...)
+	size := 0
+	for _, n := range names {
+		if len(n) == 0 || len(n) > 255 {
+			return nil, fmt.Errorf("tiering: part name %q", n)
+		}
+		size += len(parts[n])
+	}
+	out := make([]byte, 0, size+FooterProbe)
+	var f Footer
+	for _, n := range names {
+		p := parts[n]
+		f.Parts = append(f.Parts, PartRef{Name: n, Offset: uint64(len(out)), Length: uint64(len(p)), CRC: crc32.Checksum(p, castagnoli)})
+		out = append(out, p...)
+	}
+	return appendFooter(out, f), nil
+}
+
+func appendFooter(out []byte, f Footer) []byte {
+	start := len(out)
+	out = append(out, segMagic...)
+	out = binary.BigEndian.AppendUint16(out, uint16(len(f.Parts)))
+	for _, p := range f.Parts {
+		out = binary.BigEndian.AppendUint16(out, uint16(len(p.Name)))
+		out = append(out, p.Name...)
+		out = binary.BigEndian.AppendUint64(out, p.Offset)
+		out = binary.BigEndian.AppendUint64(out, p.Length)
+		out = binary.BigEndian.AppendUint32(out, p.CRC)
+	}
+	out = binary.BigEndian.AppendUint32(out, uint32(len(out)-start))
+	return append(out, segMagic...)
+}
+
+// FooterLength reads the footer's total size (including the trailing
+// length and magic) from an object's last 8 bytes.
+func FooterLength(tail []byte) (int, error) {
+	if len(tail) < 8 || string(tail[len(tail)-4:]) != segMagic {
+		return 0, fmt.Errorf("%w: no trailing magic", ErrCorruptObject)
+	}
+	n := binary.BigEndian.Uint32(tail[len(tail)-8:])
+	if n < 6 || n > maxFooter {
+		return 0, fmt.Errorf("%w: footer length %d", ErrCorruptObject, n)
+	}
+	return int(n) + 8, nil
+}
+
+// DecodeFooter parses the footer at the end of tail (which holds at least
+// FooterLength bytes of the object's end) for an object of objectSize bytes.
+func DecodeFooter(tail []byte, objectSize int64) (Footer, error) {
+	total, err := FooterLength(tail)
+	if err != nil {
+		return Footer{}, err
+	}
+	if total > len(tail) || int64(total) > objectSize {
+		return Footer{}, fmt.Errorf("%w: footer of %d bytes, %d available", ErrCorruptObject, total, len(tail))
+	}
+	b := tail[len(tail)-total : len(tail)-8]
+	if string(b[:4]) != segMagic {
+		return Footer{}, fmt.Errorf("%w: no leading footer magic", ErrCorruptObject)
+	}
+	count := int(binary.BigEndian.Uint16(b[4:]))
+	b = b[6:]
+	footerStart := uint64(objectSize) - uint64(total)
+	var f Footer
+	var next uint64
+	for i := 0; i < count; i++ {
+		if len(b) < 2 {
+			return Footer{}, fmt.Errorf("%w: footer cut short", ErrCorruptObject)
+		}
+		nl := int(binary.BigEndian.Uint16(b))
+		if len(b) < 2+nl+20 {
+			return Footer{}, fmt.Errorf("%w: footer cut short", ErrCorruptObject)
+		}
+		p := PartRef{Name: string(b[2 : 2+nl])}
+		b = b[2+nl:]
+		p.Offset, p.Length, p.CRC = binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:]), binary.BigEndian.Uint32(b[16:])
+		b = b[20:]
+		// Parts are back to back from offset 0 and end where the footer starts.
+		if p.Offset != next || p.Length > footerStart-p.Offset {
+			return Footer{}, fmt.Errorf("%w: part %q at %d+%d", ErrCorruptObject, p.Name, p.Offset, p.Length)
+		}
+		next = p.Offset + p.Length
+		f.Parts = append(f.Parts, p)
+	}
+	if len(b) != 0 || next != footerStart {
+		return Footer{}, fmt.Errorf("%w: footer does not account for the object", ErrCorruptObject)
+	}
+	return f, nil
+}
+
+// CheckPart verifies a part's bytes against the footer's CRC.
+func CheckPart(p PartRef, data []byte) error {
+	if uint64(len(data)) != p.Length {
+		return fmt.Errorf("%w: part %q is %d bytes, footer says %d", ErrCorruptObject, p.Name, len(data), p.Length)
+	}
+	if got := crc32.Checksum(data, castagnoli); got != p.CRC {
+		return fmt.Errorf("%w: part %q crc32c %08x, footer says %08x", ErrCorruptObject, p.Name, got, p.CRC)
+	}
+	return nil
+}
