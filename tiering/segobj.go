@@ -20,10 +20,12 @@
 package tiering
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"sort"
 )
 
@@ -77,32 +79,53 @@ func (f Footer) Part(name string) (PartRef, bool) {
 // EncodeSegment lays out parts (name → bytes) as one object: the log part
 // first, then the others by name, then the footer.
 func EncodeSegment(parts map[string][]byte) ([]byte, error) {
-	if _, ok := parts[PartLog]; !ok {
+	logPart, ok := parts[PartLog]
+	if !ok {
 		return nil, fmt.Errorf("tiering: a segment object needs a %q part", PartLog)
+	}
+	rest := make(map[string][]byte, len(parts))
+	for n, p := range parts {
+		if n != PartLog {
+			rest[n] = p
+		}
+	}
+	body, size, err := SegmentObject(bytes.NewReader(logPart), int64(len(logPart)), rest)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, size)
+	buf := bytes.NewBuffer(out)
+	if _, err := io.Copy(buf, body); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// SegmentObject lays out a segment as one object without holding its log
+// in memory: the log is read once for its CRC, then streamed in the body.
+// parts are the other parts (not the log).
+func SegmentObject(log io.ReaderAt, logSize int64, parts map[string][]byte) (io.Reader, int64, error) {
+	h := crc32.New(castagnoli)
+	if _, err := io.Copy(h, io.NewSectionReader(log, 0, logSize)); err != nil {
+		return nil, 0, fmt.Errorf("tiering: reading the log part: %w", err)
 	}
 	names := make([]string, 0, len(parts))
 	for n := range parts {
-		if n != PartLog {
-			names = append(names, n)
+		if n == PartLog || len(n) == 0 || len(n) > 255 {
+			return nil, 0, fmt.Errorf("tiering: part name %q", n)
 		}
+		names = append(names, n)
 	}
 	sort.Strings(names)
-	names = append([]string{PartLog}, names...)
-	size := 0
-	for _, n := range names {
-		if len(n) == 0 || len(n) > 255 {
-			return nil, fmt.Errorf("tiering: part name %q", n)
-		}
-		size += len(parts[n])
-	}
-	out := make([]byte, 0, size+FooterProbe)
-	var f Footer
+	f := Footer{Parts: []PartRef{{Name: PartLog, Offset: 0, Length: uint64(logSize), CRC: h.Sum32()}}}
+	var tail []byte
 	for _, n := range names {
 		p := parts[n]
-		f.Parts = append(f.Parts, PartRef{Name: n, Offset: uint64(len(out)), Length: uint64(len(p)), CRC: crc32.Checksum(p, castagnoli)})
-		out = append(out, p...)
+		f.Parts = append(f.Parts, PartRef{Name: n, Offset: uint64(logSize) + uint64(len(tail)), Length: uint64(len(p)), CRC: crc32.Checksum(p, castagnoli)})
+		tail = append(tail, p...)
 	}
-	return appendFooter(out, f), nil
+	tail = appendFooter(tail, f)
+	return io.MultiReader(io.NewSectionReader(log, 0, logSize), bytes.NewReader(tail)), logSize + int64(len(tail)), nil
 }
 
 func appendFooter(out []byte, f Footer) []byte {

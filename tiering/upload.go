@@ -1,0 +1,102 @@
+package tiering
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/tiercel/tiercel/objstore"
+)
+
+// Segment is a closed local segment ready to upload.
+type Segment struct {
+	Info  LocalSegment
+	Log   io.ReaderAt // the .log bytes, Info.Size of them
+	Parts map[string][]byte
+}
+
+// Upload writes one segment object under a fresh key, then adds it to the
+// partition's manifest as a writer of leader epoch epoch. It reports
+// whether the manifest gained the segment (false: it was already there, and
+// the new object is left to garbage collection). A crash between the two
+// steps leaves an object no manifest names, which GC removes; the next
+// plan uploads the segment again.
+func Upload(ctx context.Context, b objstore.Bucket, store ManifestStore, topicID string, partition, epoch int32, s Segment, nowMs int64) (bool, error) {
+	body, size, err := SegmentObject(s.Log, s.Info.Size, s.Parts)
+	if err != nil {
+		return false, err
+	}
+	key := SegmentKey(topicID, partition, s.Info.BaseOffset, epoch)
+	if _, err := b.Put(ctx, key, body, objstore.PutOptions{Size: size}); err != nil {
+		return false, fmt.Errorf("tiering: upload of %s/%d [%d, %d): %w", topicID, partition, s.Info.BaseOffset, s.Info.NextOffset, err)
+	}
+	var added bool
+	_, err = store.Update(ctx, topicID, partition, epoch, func(m *Manifest) error {
+		var err error
+		added, err = m.Add(RemoteSegment{
+			Key: key, BaseOffset: s.Info.BaseOffset, NextOffset: s.Info.NextOffset, Size: size,
+			MaxTimestamp: s.Info.MaxTimestamp, LeaderEpoch: epoch, UploadedMs: nowMs,
+		})
+		return err
+	})
+	return added, err
+}
+
+// ReadFooter fetches a segment object's footer with one ranged GET of its
+// tail (two for an unusually large footer).
+func ReadFooter(ctx context.Context, b objstore.Bucket, key string, size int64) (Footer, error) {
+	probe := min(int64(FooterProbe), size)
+	tail, err := readRange(ctx, b, key, size-probe, probe)
+	if err != nil {
+		return Footer{}, err
+	}
+	n, err := FooterLength(tail)
+	if err != nil {
+		return Footer{}, fmt.Errorf("%s: %w", key, err)
+	}
+	if int64(n) > probe {
+		if int64(n) > size {
+			return Footer{}, fmt.Errorf("%s: %w: footer of %d bytes in an object of %d", key, ErrCorruptObject, n, size)
+		}
+		if tail, err = readRange(ctx, b, key, size-int64(n), int64(n)); err != nil {
+			return Footer{}, err
+		}
+	}
+	f, err := DecodeFooter(tail, size)
+	if err != nil {
+		return Footer{}, fmt.Errorf("%s: %w", key, err)
+	}
+	return f, nil
+}
+
+// ReadPart fetches one whole part and checks its CRC.
+func ReadPart(ctx context.Context, b objstore.Bucket, key string, f Footer, name string) ([]byte, error) {
+	p, ok := f.Part(name)
+	if !ok {
+		return nil, fmt.Errorf("%s: %w: no part %q", key, ErrCorruptObject, name)
+	}
+	data, err := readRange(ctx, b, key, int64(p.Offset), int64(p.Length))
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckPart(p, data); err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	return data, nil
+}
+
+func readRange(ctx context.Context, b objstore.Bucket, key string, off, n int64) ([]byte, error) {
+	if n == 0 {
+		return []byte{}, nil
+	}
+	rc, _, err := b.Get(ctx, key, off, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		return nil, objstore.Errorf(objstore.ErrRetriable, "get", b.Name(), key, err)
+	}
+	return buf, nil
+}
