@@ -9,8 +9,10 @@ import (
 // (an open handle, still readable if retention removes the file meanwhile),
 // its indexes as Kafka lays them out, and the leader-epoch checkpoint.
 type ClosedSegment struct {
-	Info      SegmentInfo
-	Log       interface{ ReadAt([]byte, int64) (int, error) }
+	Info SegmentInfo
+	Log  interface {
+		ReadAt([]byte, int64) (int, error)
+	}
 	Index     []byte
 	TimeIndex []byte
 	Epochs    []byte
