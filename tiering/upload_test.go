@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"math/rand"
 	"testing"
 	"time"
 
@@ -108,3 +109,88 @@ func TestUploadRealSegments(t *testing.T) {
 		t.Fatal("no fault was injected: the test proved less than it says")
 	}
 }
+
+// TestRemoteReadsMatchLocal: reading any offset of an uploaded segment from
+// the bucket gives byte for byte what the local log gives for the same
+// offset and size limit.
+func TestRemoteReadsMatchLocal(t *testing.T) {
+	dir := t.TempDir()
+	mgr, err := storage.OpenManager(vfs.Default, dir, storage.ManagerOptions{Now: time.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mgr.Close()
+	cfg := storage.DefaultConfig()
+	cfg.SegmentBytes = 64 << 10
+	cfg.IndexIntervalBytes = 1024
+	l, err := mgr.Create(storage.TopicPartition{Topic: "r", Partition: 0}, [16]byte{2}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 600 {
+		n := 1 + i%7 // batches of varying record counts and sizes
+		var recs []recordbatch.Record
+		for j := range n {
+			recs = append(recs, recordbatch.Record{Timestamp: int64(i), Value: bytes.Repeat([]byte{byte(j)}, 50+i%300)})
+		}
+		b, _ := recordbatch.Build(recs, recordbatch.NoProducer())
+		if _, err := l.Append(b, storage.AppendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	bucket := mem.New("reads")
+	store := tiering.ManifestStore{Bucket: bucket}
+	ctx := context.Background()
+	for _, s := range l.Segments() {
+		if s.Active {
+			continue
+		}
+		cs, err := l.OpenClosedSegment(s.BaseOffset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := tiering.LocalSegment{BaseOffset: s.BaseOffset, NextOffset: s.NextOffset, Size: s.SizeBytes, MaxTimestamp: s.MaxTimestamp}
+		if _, err := tiering.Upload(ctx, bucket, store, "rid", 0, 1, tiering.Segment{Info: info, Log: cs.Log, Parts: map[string][]byte{tiering.PartOffsetIndex: cs.Index}}, 0); err != nil {
+			t.Fatal(err)
+		}
+		cs.Close()
+	}
+	m, _, err := store.Load(ctx, "rid", 0)
+	if err != nil || len(m.Segments) < 3 {
+		t.Fatalf("manifest: %v, %d segments", err, len(m.Segments))
+	}
+	rng := newRand(7)
+	for i := 0; i < 300; i++ {
+		offset := m.LogStart + rng.Int63n(m.End()-m.LogStart)
+		maxBytes := 1 + rng.Intn(40000)
+		seg, ok := m.Find(offset)
+		if !ok {
+			t.Fatalf("offset %d not in the manifest", offset)
+		}
+		footer, err := tiering.ReadFooter(ctx, bucket, seg.Key, seg.Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		index, err := tiering.ReadPart(ctx, bucket, seg.Key, footer, tiering.PartOffsetIndex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunk := []int{512, 4096, 1 << 20}[i%3]
+		got, err := tiering.ReadRecords(ctx, bucket, seg, footer, index, offset, maxBytes, chunk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := l.Read(offset, int32(maxBytes), seg.NextOffset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want.Records) {
+			t.Fatalf("offset %d, max %d, chunk %d: remote %d bytes, local %d bytes", offset, maxBytes, chunk, len(got), len(want.Records))
+		}
+	}
+}
+
+func newRand(seed int64) *rand.Rand { return rand.New(rand.NewSource(seed)) }

@@ -1,0 +1,105 @@
+package tiering
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/tiercel/tiercel/objstore"
+)
+
+// batchHeaderLen is the part of a record batch header needed to walk
+// batches: base offset (8), length (4), partition leader epoch (4), magic
+// (1), crc (4), attributes (2), last offset delta (4).
+const batchHeaderLen = 27
+
+// indexPosition finds where in the log part to start reading for offset:
+// the position of the last offset-index entry at or below it (Kafka's
+// .index: relative offset and position, uint32 big endian each).
+func indexPosition(index []byte, base, offset int64) int64 {
+	lo, hi := 0, len(index)/8 // entries [lo, hi)
+	pos := int64(0)
+	for lo < hi {
+		mid := (lo + hi) / 2
+		rel := int64(binary.BigEndian.Uint32(index[mid*8:]))
+		if base+rel <= offset {
+			pos = int64(binary.BigEndian.Uint32(index[mid*8+4:]))
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return pos
+}
+
+// ReadRecords reads whole record batches of a tiered segment starting with
+// the one that holds offset: at most maxBytes, unless the first batch alone
+// is larger (it is then returned whole, as Kafka and the local log do).
+// chunk is the size of each ranged GET; index is the segment's offset-index
+// part (nil to scan from the start).
+func ReadRecords(ctx context.Context, b objstore.Bucket, seg RemoteSegment, f Footer, index []byte, offset int64, maxBytes, chunk int) ([]byte, error) {
+	logPart, ok := f.Part(PartLog)
+	if !ok {
+		return nil, fmt.Errorf("%s: %w: no log part", seg.Key, ErrCorruptObject)
+	}
+	if offset < seg.BaseOffset || offset >= seg.NextOffset {
+		return nil, fmt.Errorf("tiering: offset %d is not in segment [%d, %d)", offset, seg.BaseOffset, seg.NextOffset)
+	}
+	end := int64(logPart.Length)
+	pos := indexPosition(index, seg.BaseOffset, offset)
+	var out []byte
+	buf := []byte{}
+	bufStart := pos
+	for pos < end {
+		// Make sure the batch header at pos, then the whole batch, is buffered.
+		need := func(n int64) error {
+			have := bufStart + int64(len(buf))
+			if pos >= bufStart && pos+n <= have {
+				return nil
+			}
+			if pos+n > end {
+				return fmt.Errorf("%s: %w: a batch at %d runs past the log part", seg.Key, ErrCorruptObject, pos)
+			}
+			if pos > have {
+				// Skipped past what is buffered: start afresh at pos.
+				buf, bufStart, have = buf[:0], pos, pos
+			}
+			size := min(max(int64(chunk), pos+n-have), end-have)
+			more, err := readRange(ctx, b, seg.Key, int64(logPart.Offset)+have, size)
+			if err != nil {
+				return err
+			}
+			// Keep what is not consumed yet, then what was read.
+			keep := buf[pos-bufStart:]
+			buf = append(append(make([]byte, 0, len(keep)+len(more)), keep...), more...)
+			bufStart = pos
+			return nil
+		}
+		if err := need(batchHeaderLen); err != nil {
+			return nil, err
+		}
+		h := buf[pos-bufStart:]
+		batchBase := int64(binary.BigEndian.Uint64(h))
+		size := int64(binary.BigEndian.Uint32(h[8:])) + 12
+		last := batchBase + int64(binary.BigEndian.Uint32(h[23:]))
+		if size < batchHeaderLen || size > end-pos {
+			return nil, fmt.Errorf("%s: %w: batch at %d claims %d bytes", seg.Key, ErrCorruptObject, pos, size)
+		}
+		if last < offset {
+			pos += size
+			continue
+		}
+		if len(out) > 0 && len(out)+int(size) > maxBytes {
+			break
+		}
+		if err := need(size); err != nil {
+			return nil, err
+		}
+		out = append(out, buf[pos-bufStart:pos-bufStart+size]...)
+		pos += size
+		if len(out) >= maxBytes {
+			break
+		}
+	}
+	return out, nil
+}
