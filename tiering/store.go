@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"strconv"
+	"strings"
 
 	"github.com/tiercel/tiercel/objstore"
 )
@@ -17,7 +19,7 @@ import (
 // partitions over key prefixes, which S3 throttles separately.
 //
 //	topics/<hash>/<topic-id>/<partition>/manifest
-//	topics/<hash>/<topic-id>/<partition>/<base offset, 20 digits>-<leader epoch>-<random>.seg
+//	topics/<hash>/<topic-id>/<partition>/<base offset, 20 digits>-e<leader epoch>-t<upload ms>-<random>.seg
 
 func partitionPrefix(topicID string, partition int32) string {
 	id := fmt.Sprintf("%s/%d", topicID, partition)
@@ -29,13 +31,34 @@ func ManifestKey(topicID string, partition int32) string {
 	return partitionPrefix(topicID, partition) + "manifest"
 }
 
+// PartitionPrefix is the key prefix of everything a partition has in the bucket.
+func PartitionPrefix(topicID string, partition int32) string {
+	return partitionPrefix(topicID, partition)
+}
+
 // SegmentKey names a new segment object. The random part makes every
 // upload a new object, so a repeated or fenced upload never overwrites one
-// a manifest already names.
-func SegmentKey(topicID string, partition int32, base int64, epoch int32) string {
+// a manifest already names; the upload time lets garbage collection age
+// objects without a provider-specific timestamp.
+func SegmentKey(topicID string, partition int32, base int64, epoch int32, nowMs int64) string {
 	var r [8]byte
 	_, _ = rand.Read(r[:])
-	return fmt.Sprintf("%s%020d-%d-%s.seg", partitionPrefix(topicID, partition), base, epoch, hex.EncodeToString(r[:]))
+	return fmt.Sprintf("%s%020d-e%d-t%d-%s.seg", partitionPrefix(topicID, partition), base, epoch, nowMs, hex.EncodeToString(r[:]))
+}
+
+// segmentKeyTime reads the upload time from a segment key.
+func segmentKeyTime(key string) (int64, bool) {
+	name := key[strings.LastIndexByte(key, '/')+1:]
+	if !strings.HasSuffix(name, ".seg") {
+		return 0, false
+	}
+	for _, field := range strings.Split(strings.TrimSuffix(name, ".seg"), "-") {
+		if t, ok := strings.CutPrefix(field, "t"); ok {
+			ms, err := strconv.ParseInt(t, 10, 64)
+			return ms, err == nil
+		}
+	}
+	return 0, false
 }
 
 // ManifestStore reads and conditionally writes manifests. The bucket should

@@ -36,7 +36,7 @@ func TestManifestUpdatesRace(t *testing.T) {
 				go func(w int) {
 					defer wg.Done()
 					for i := range 10 {
-						key := SegmentKey("topic-id", 0, int64(w*100+i), 1)
+						key := SegmentKey("topic-id", 0, int64(w*100+i), 1, 0)
 						_, err := store.Update(ctx, "topic-id", 0, 1, func(m *Manifest) error {
 							s := RemoteSegment{Key: key, BaseOffset: m.End(), NextOffset: m.End() + 1}
 							_, err := m.Add(s)
@@ -82,7 +82,7 @@ func TestManifestFencing(t *testing.T) {
 	ctx := context.Background()
 	add := func(epoch int32) error {
 		_, err := store.Update(ctx, "t", 3, epoch, func(m *Manifest) error {
-			_, err := m.Add(RemoteSegment{Key: SegmentKey("t", 3, m.End(), epoch), BaseOffset: m.End(), NextOffset: m.End() + 10})
+			_, err := m.Add(RemoteSegment{Key: SegmentKey("t", 3, m.End(), epoch, 0), BaseOffset: m.End(), NextOffset: m.End() + 10})
 			return err
 		})
 		return err
@@ -100,7 +100,7 @@ func TestManifestFencing(t *testing.T) {
 	if len(m.Segments) != 2 || m.LeaderEpoch != 2 {
 		t.Fatalf("manifest after the fenced write: %+v", m)
 	}
-	if ManifestKey("t", 3) == ManifestKey("t", 4) || SegmentKey("t", 3, 0, 1) == SegmentKey("t", 3, 0, 1) {
+	if ManifestKey("t", 3) == ManifestKey("t", 4) || SegmentKey("t", 3, 0, 1, 0) == SegmentKey("t", 3, 0, 1, 0) {
 		t.Fatal("keys collide")
 	}
 }

@@ -26,7 +26,7 @@ func Upload(ctx context.Context, b objstore.Bucket, store ManifestStore, topicID
 	if err != nil {
 		return false, err
 	}
-	key := SegmentKey(topicID, partition, s.Info.BaseOffset, epoch)
+	key := SegmentKey(topicID, partition, s.Info.BaseOffset, epoch, nowMs)
 	if _, err := b.Put(ctx, key, body, objstore.PutOptions{Size: size}); err != nil {
 		return false, fmt.Errorf("tiering: upload of %s/%d [%d, %d): %w", topicID, partition, s.Info.BaseOffset, s.Info.NextOffset, err)
 	}
