@@ -131,6 +131,7 @@ func New(opts Options) (*Broker, error) {
 	}
 	b.coord = newCoordinator(b)
 	b.metrics.ObservePartitions(b.partitionStats)
+	b.metrics.ObserveGroups(b.coord.stats)
 	return b, nil
 }
 

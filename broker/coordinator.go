@@ -12,6 +12,7 @@ import (
 	"github.com/tiercel/tiercel/broker/group"
 	"github.com/tiercel/tiercel/broker/storage"
 	"github.com/tiercel/tiercel/internal/recordbatch"
+	"github.com/tiercel/tiercel/internal/telemetry"
 )
 
 // offsetsTopic holds group and offset state, in Kafka's record format.
@@ -485,4 +486,32 @@ func (r *shardRunner) load() error {
 			off = bt.LastOffset() + 1
 		}
 	}
+}
+
+// stats gathers every shard's Stats on its own goroutine, for a metrics
+// scrape; a shard that does not answer within a second is left out.
+func (c *coordinator) stats() telemetry.GroupStats {
+	out := telemetry.GroupStats{Groups: map[[2]string]int{}}
+	for _, r := range c.existing() {
+		if !r.loaded.Load() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ch, err := r.submit(ctx, func(s *group.Shard, _ time.Time, to group.ReplyTo) { r.deliver(to, s.Stats()) })
+		if err == nil {
+			select {
+			case v := <-ch:
+				st := v.(group.Stats)
+				for k, n := range st.Groups {
+					out.Groups[k] += n
+				}
+				out.Rebalances += int64(st.Rebalances)
+				out.Commits += int64(st.Commits)
+			case <-ctx.Done():
+			case <-c.stop:
+			}
+		}
+		cancel()
+	}
+	return out
 }

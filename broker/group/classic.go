@@ -415,6 +415,7 @@ func (s *Shard) completeJoin(now time.Time, g *Group) {
 		g.leader = first.id
 	}
 	g.setState(CompletingRebalance, now)
+	s.rebalances++
 	var timeout time.Duration
 	for _, m := range g.sortedMembers() {
 		timeout = max(timeout, m.rebalanceTimeout)

@@ -362,3 +362,20 @@ func TestReplay(t *testing.T) {
 	h2 := &harness{t: t, s: r, now: h.now, replies: map[ReplyTo]any{}}
 	wantCode(t, "heartbeat after replay", h2.heartbeat("g", ids[1], "", gen), nil)
 }
+
+func TestStats(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.stableGroup("g", 2)
+	h.commit("simple", "", -1, "t", 0, 1)
+	h.hb("k", "m", "", 0, []string{"t"}, partitions{})
+	st := h.s.Stats()
+	if st.Rebalances != 2 || st.Commits != 1 { // one member alone, then both
+		t.Fatalf("rebalances %d, commits %d", st.Rebalances, st.Commits)
+	}
+	want := map[[2]string]int{{"classic", "Stable"}: 1, {"classic", "Empty"}: 1, {"consumer", "Stable"}: 1}
+	for k, n := range want {
+		if st.Groups[k] != n {
+			t.Fatalf("groups %v, want %v", st.Groups, want)
+		}
+	}
+}

@@ -139,6 +139,7 @@ func (s *Shard) Commit(now time.Time, to ReplyTo, req *kmsg.OffsetCommitRequest)
 				g.offsets[st.tp] = st.off
 			}
 		}
+		s.commits += uint64(len(stage))
 		s.reply(to, resp)
 	})
 }

@@ -16,6 +16,25 @@ type Shard struct {
 	writes  []Write
 	nextID  uint64
 	waiting map[uint64]func(error) // writes not yet durable, by id
+
+	rebalances uint64 // classic joins completed with members, since start
+	commits    uint64 // offsets committed (durable), since start
+}
+
+// Stats is a shard's reading for metrics.
+type Stats struct {
+	Groups     map[[2]string]int // (type, state) -> groups
+	Rebalances uint64
+	Commits    uint64
+}
+
+// Stats counts the shard's groups by type and state, and its totals.
+func (s *Shard) Stats() Stats {
+	st := Stats{Groups: map[[2]string]int{}, Rebalances: s.rebalances, Commits: s.commits}
+	for _, g := range s.groups {
+		st.Groups[[2]string{g.Type(), g.stateName()}]++
+	}
+	return st
 }
 
 // NewShard returns an empty shard that is still loading: until Loaded is

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tiercel/tiercel/internal/brokertest"
@@ -72,12 +73,30 @@ func TestServeHTTPAndDrain(t *testing.T) {
 		}
 	}
 	cl.Close()
+	adm, acl := newAdmin(t, kafkaAddr)
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: "served", Partition: 0, At: 3, LeaderEpoch: -1})
+	if err := adm.CommitAllOffsets(ctx, "served-group", offs); err != nil {
+		t.Fatal(err)
+	}
+	acl.Close()
 
 	metrics := get(t, base+"/metrics", 200)
-	for _, want := range []string{"tiercel_kafka_requests", `api="Produce"`, "tiercel_kafka_connections", "tiercel_log_end_offset", `topic="served"`} {
+	for _, want := range []string{"tiercel_kafka_requests", `api="Produce"`, "tiercel_kafka_connections", "tiercel_log_end_offset", `topic="served"`,
+		"tiercel_groups{", "tiercel_offset_commits_total"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+
+	groupLine := false
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, "tiercel_groups{") && strings.Contains(line, `state="Empty"`) && strings.Contains(line, `type="classic"`) && strings.HasSuffix(line, " 1") {
+			groupLine = true
+		}
+	}
+	if !groupLine {
+		t.Errorf("/metrics does not count the empty classic group:\n%s", grepLines(metrics, "tiercel_groups"))
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -166,4 +185,14 @@ func get(t *testing.T, url string, code int) string {
 		t.Fatalf("%s: status %d, want %d: %s", url, resp.StatusCode, code, body)
 	}
 	return string(body)
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -57,6 +57,14 @@ type BrokerMetrics struct {
 
 	mu         sync.Mutex
 	partitions func() []PartitionStat
+	groups     func() GroupStats
+}
+
+// GroupStats is the group coordinator's reading for the observable gauges.
+type GroupStats struct {
+	Groups     map[[2]string]int // (type, state) -> groups
+	Rebalances int64             // classic rebalances completed since start
+	Commits    int64             // offsets committed since start
 }
 
 // PartitionStat is one partition's log reading for the observable gauges.
@@ -119,7 +127,51 @@ func NewBrokerMetrics(m metric.Meter) (*BrokerMetrics, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := b.registerGroups(m); err != nil {
+		return nil, err
+	}
 	return b, nil
+}
+
+func (b *BrokerMetrics) registerGroups(m metric.Meter) error {
+	groups, err := m.Int64ObservableGauge("tiercel.groups", metric.WithDescription("consumer groups by type (classic, consumer) and state"))
+	if err != nil {
+		return err
+	}
+	rebalances, err := m.Int64ObservableCounter("tiercel.group.rebalances", metric.WithDescription("classic group rebalances completed"))
+	if err != nil {
+		return err
+	}
+	commits, err := m.Int64ObservableCounter("tiercel.offset.commits", metric.WithDescription("offsets committed (durable)"))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		b.mu.Lock()
+		f := b.groups
+		b.mu.Unlock()
+		if f == nil {
+			return nil
+		}
+		st := f()
+		for k, n := range st.Groups {
+			o.ObserveInt64(groups, int64(n), metric.WithAttributes(attribute.String("type", k[0]), attribute.String("state", k[1])))
+		}
+		o.ObserveInt64(rebalances, st.Rebalances)
+		o.ObserveInt64(commits, st.Commits)
+		return nil
+	}, groups, rebalances, commits)
+	return err
+}
+
+// ObserveGroups sets the function read at each scrape for the group gauges.
+func (b *BrokerMetrics) ObserveGroups(f func() GroupStats) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	b.groups = f
+	b.mu.Unlock()
 }
 
 // ObservePartitions sets the function read at each scrape for per-partition gauges.
