@@ -55,7 +55,7 @@ func (b *Broker) submitValue(ctx context.Context, groupID string, fn func(s *gro
 	if code != 0 {
 		return groupWait{code: code}
 	}
-	ch, err := r.submit(ctx, func(s *group.Shard, now time.Time, to group.ReplyTo) { r.deliver(to, fn(s, now)) })
+	ch, err := r.submitValue(ctx, fn)
 	if err != nil {
 		return groupWait{code: kerr.NotCoordinator.Code}
 	}
@@ -129,21 +129,13 @@ func (b *Broker) handleJoinGroup(ctx context.Context, h requestHeader, req *kmsg
 	client := group.Client{ID: h.clientID, Host: h.host}
 	return b.groupReply(ctx, req.Group, func(s *group.Shard, now time.Time, to group.ReplyTo) {
 		s.Join(now, to, req, client)
-	}, func(code int16) kmsg.Response {
-		resp := kmsg.NewPtrJoinGroupResponse()
-		resp.ErrorCode, resp.Generation, resp.MemberID = code, -1, req.MemberID
-		return resp
-	})
+	}, func(code int16) kmsg.Response { return group.JoinError(req.MemberID, code) })
 }
 
 func (b *Broker) handleSyncGroup(ctx context.Context, req *kmsg.SyncGroupRequest) reply {
 	return b.groupReply(ctx, req.Group, func(s *group.Shard, now time.Time, to group.ReplyTo) {
 		s.Sync(now, to, req)
-	}, func(code int16) kmsg.Response {
-		resp := kmsg.NewPtrSyncGroupResponse()
-		resp.ErrorCode = code
-		return resp
-	})
+	}, func(code int16) kmsg.Response { return group.SyncError(code) })
 }
 
 func (b *Broker) handleHeartbeat(ctx context.Context, req *kmsg.HeartbeatRequest) reply {
@@ -221,9 +213,9 @@ func (b *Broker) handleListGroups(ctx context.Context, req *kmsg.ListGroupsReque
 			resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
 			return now(resp)
 		}
-		ch, err := r.submit(ctx, func(s *group.Shard, _ time.Time, to group.ReplyTo) {
+		ch, err := r.submitValue(ctx, func(s *group.Shard, _ time.Time) any {
 			groups, code := s.List(req.StatesFilter, req.TypesFilter)
-			r.deliver(to, listed{groups, code})
+			return listed{groups, code}
 		})
 		if err != nil {
 			resp.ErrorCode = kerr.NotCoordinator.Code

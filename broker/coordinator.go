@@ -80,7 +80,7 @@ func (c *coordinator) startLocked(t *topic) {
 		r := &shardRunner{
 			c: c, partition: int32(p), log: l, shard: group.NewShard(cfg),
 			in: make(chan func(time.Time), 256), waits: map[group.ReplyTo]chan any{},
-			persisted: make(chan func(), 256),
+			persisted: make(chan func(), 256), compactMin: c.b.cfg.Int64("tiercel.offsets.compact.bytes"),
 		}
 		r.syncCond = sync.NewCond(&r.syncMu)
 		if l.EndOffset() == l.StartOffset() {
@@ -198,6 +198,7 @@ type shardRunner struct {
 	ticking    bool
 	appended   int64 // bytes appended since the last compaction
 	lastSnap   int64 // bytes of the last compaction's rewrite
+	compactMin int64 // tiercel.offsets.compact.bytes, read once
 	compacting bool  // waiting for in-flight writes before compacting
 	persisted  chan func()
 
@@ -232,6 +233,11 @@ func (r *shardRunner) submit(ctx context.Context, fn func(s *group.Shard, now ti
 	case <-r.c.stop:
 		return nil, errCoordinatorClosed
 	}
+}
+
+// submitValue is submit for an input that answers at once with fn's value.
+func (r *shardRunner) submitValue(ctx context.Context, fn func(s *group.Shard, now time.Time) any) (chan any, error) {
+	return r.submit(ctx, func(s *group.Shard, now time.Time, to group.ReplyTo) { r.deliver(to, fn(s, now)) })
 }
 
 // existing returns the runners if the offsets topic exists, without creating it.
@@ -322,7 +328,7 @@ func (r *shardRunner) flush() {
 	for {
 		replies, writes := r.shard.Take()
 		if len(replies) == 0 && len(writes) == 0 {
-			if r.appended > max(2*r.lastSnap, r.c.b.cfg.Int64("tiercel.offsets.compact.bytes")) {
+			if r.appended > max(2*r.lastSnap, r.compactMin) {
 				r.compacting = true
 				if r.shard.Pending() == 0 {
 					r.compact()
@@ -497,7 +503,7 @@ func (c *coordinator) stats() telemetry.GroupStats {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		ch, err := r.submit(ctx, func(s *group.Shard, _ time.Time, to group.ReplyTo) { r.deliver(to, s.Stats()) })
+		ch, err := r.submitValue(ctx, func(s *group.Shard, _ time.Time) any { return s.Stats() })
 		if err == nil {
 			select {
 			case v := <-ch:

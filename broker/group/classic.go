@@ -10,7 +10,8 @@ import (
 // validGroupID checks a group id as every group API does.
 func validGroupID(id string) bool { return id != "" && len(id) <= maxGroupIDBytes }
 
-func joinError(req *kmsg.JoinGroupRequest, memberID string, code int16) *kmsg.JoinGroupResponse {
+// JoinError is a JoinGroup answer carrying only an error.
+func JoinError(memberID string, code int16) *kmsg.JoinGroupResponse {
 	resp := kmsg.NewPtrJoinGroupResponse()
 	resp.ErrorCode = code
 	resp.Generation = -1
@@ -27,40 +28,40 @@ type Client struct{ ID, Host string }
 func (s *Shard) Join(now time.Time, to ReplyTo, req *kmsg.JoinGroupRequest, host Client) {
 	switch {
 	case !validGroupID(req.Group):
-		s.reply(to, joinError(req, req.MemberID, kerr.InvalidGroupID.Code))
+		s.reply(to, JoinError(req.MemberID, kerr.InvalidGroupID.Code))
 		return
 	case s.loading:
-		s.reply(to, joinError(req, req.MemberID, kerr.CoordinatorLoadInProgress.Code))
+		s.reply(to, JoinError(req.MemberID, kerr.CoordinatorLoadInProgress.Code))
 		return
 	}
 	session := time.Duration(req.SessionTimeoutMillis) * time.Millisecond
 	if session < s.cfg.MinSessionTimeout || session > s.cfg.MaxSessionTimeout {
-		s.reply(to, joinError(req, req.MemberID, kerr.InvalidSessionTimeout.Code))
+		s.reply(to, JoinError(req.MemberID, kerr.InvalidSessionTimeout.Code))
 		return
 	}
 	if req.ProtocolType == "" || len(req.Protocols) == 0 {
-		s.reply(to, joinError(req, req.MemberID, kerr.InconsistentGroupProtocol.Code))
+		s.reply(to, JoinError(req.MemberID, kerr.InconsistentGroupProtocol.Code))
 		return
 	}
 	g := s.groups[req.Group]
 	if g != nil && g.consumer != nil {
 		// A KIP-848 group cannot take classic members (no upgrade path yet).
-		s.reply(to, joinError(req, req.MemberID, kerr.InconsistentGroupProtocol.Code))
+		s.reply(to, JoinError(req.MemberID, kerr.InconsistentGroupProtocol.Code))
 		return
 	}
 	if g == nil {
 		if req.MemberID != "" {
-			s.reply(to, joinError(req, req.MemberID, kerr.UnknownMemberID.Code))
+			s.reply(to, JoinError(req.MemberID, kerr.UnknownMemberID.Code))
 			return
 		}
 		g = s.getOrCreate(req.Group, now)
 	}
 	if g.state == Dead {
-		s.reply(to, joinError(req, req.MemberID, kerr.CoordinatorNotAvailable.Code))
+		s.reply(to, JoinError(req.MemberID, kerr.CoordinatorNotAvailable.Code))
 		return
 	}
 	if !g.supports(req) {
-		s.reply(to, joinError(req, req.MemberID, kerr.InconsistentGroupProtocol.Code))
+		s.reply(to, JoinError(req.MemberID, kerr.InconsistentGroupProtocol.Code))
 		return
 	}
 	instance := ""
@@ -118,7 +119,7 @@ func (s *Shard) joinUnknown(now time.Time, to ReplyTo, g *Group, req *kmsg.JoinG
 		}
 	}
 	if s.cfg.MaxSize > 0 && len(g.members)+len(g.pending) >= s.cfg.MaxSize {
-		s.reply(to, joinError(req, "", kerr.GroupMaxSizeReached.Code))
+		s.reply(to, JoinError("", kerr.GroupMaxSizeReached.Code))
 		return
 	}
 	id := s.cfg.NewMemberID(host.ID)
@@ -126,7 +127,7 @@ func (s *Shard) joinUnknown(now time.Time, to ReplyTo, g *Group, req *kmsg.JoinG
 		// KIP-394: hand out the id first, so a client that times out and
 		// retries does not leave a ghost member behind.
 		g.pending[id] = now.Add(time.Duration(req.SessionTimeoutMillis) * time.Millisecond)
-		s.reply(to, joinError(req, id, kerr.MemberIDRequired.Code))
+		s.reply(to, JoinError(id, kerr.MemberIDRequired.Code))
 		return
 	}
 	s.addMember(now, to, g, req, host, id, instance)
@@ -136,7 +137,7 @@ func (s *Shard) joinKnown(now time.Time, to ReplyTo, g *Group, req *kmsg.JoinGro
 	if _, ok := g.pending[req.MemberID]; ok {
 		if s.cfg.MaxSize > 0 && len(g.members) >= s.cfg.MaxSize {
 			delete(g.pending, req.MemberID)
-			s.reply(to, joinError(req, req.MemberID, kerr.GroupMaxSizeReached.Code))
+			s.reply(to, JoinError(req.MemberID, kerr.GroupMaxSizeReached.Code))
 			return
 		}
 		delete(g.pending, req.MemberID)
@@ -144,7 +145,7 @@ func (s *Shard) joinKnown(now time.Time, to ReplyTo, g *Group, req *kmsg.JoinGro
 		return
 	}
 	if code := g.checkMember(req.MemberID, instance); code != 0 {
-		s.reply(to, joinError(req, req.MemberID, code))
+		s.reply(to, JoinError(req.MemberID, code))
 		return
 	}
 	m := g.members[req.MemberID]
@@ -155,7 +156,7 @@ func (s *Shard) joinKnown(now time.Time, to ReplyTo, g *Group, req *kmsg.JoinGro
 	case CompletingRebalance:
 		if m.sameProtocols(req.Protocols) {
 			// A retried JoinGroup: answer as the rebalance did.
-			s.reply(to, g.joinResponse(m, req.Version))
+			s.reply(to, g.joinResponse(m))
 			return
 		}
 		s.updateMember(now, to, g, m, req, host)
@@ -168,9 +169,9 @@ func (s *Shard) joinKnown(now time.Time, to ReplyTo, g *Group, req *kmsg.JoinGro
 			return
 		}
 		m.heartbeatDeadline = now.Add(m.sessionTimeout)
-		s.reply(to, g.joinResponse(m, req.Version))
+		s.reply(to, g.joinResponse(m))
 	default:
-		s.reply(to, joinError(req, req.MemberID, kerr.UnknownMemberID.Code))
+		s.reply(to, JoinError(req.MemberID, kerr.UnknownMemberID.Code))
 	}
 }
 
@@ -192,7 +193,7 @@ func (g *Group) checkMember(memberID, instance string) int16 {
 }
 
 func (s *Shard) addMember(now time.Time, to ReplyTo, g *Group, req *kmsg.JoinGroupRequest, host Client, id, instance string) {
-	m := &member{id: id, instanceID: instance, isNew: true}
+	m := &member{id: id, instanceID: instance}
 	if len(g.members) == 0 {
 		g.protocolType = req.ProtocolType
 	}
@@ -232,9 +233,9 @@ func (s *Shard) updateMember(now time.Time, to ReplyTo, g *Group, m *member, req
 	}
 	if m.joinTo != 0 && m.joinTo != to {
 		// A duplicate JoinGroup: the earlier one is answered as Kafka does.
-		s.reply(m.joinTo, joinError(req, m.id, kerr.UnknownMemberID.Code))
+		s.reply(m.joinTo, JoinError(m.id, kerr.UnknownMemberID.Code))
 	}
-	m.joinTo, m.joinVersion = to, req.Version
+	m.joinTo = to
 	g.joinSeq++
 	m.joinSeq = g.joinSeq
 	m.heartbeatDeadline = now.Add(m.sessionTimeout)
@@ -252,11 +253,11 @@ func (s *Shard) replaceStatic(now time.Time, to ReplyTo, g *Group, req *kmsg.Joi
 	}
 	// The old member's waiting requests learn that they are fenced.
 	if old.joinTo != 0 {
-		s.reply(old.joinTo, joinError(req, oldID, kerr.FencedInstanceID.Code))
+		s.reply(old.joinTo, JoinError(oldID, kerr.FencedInstanceID.Code))
 		old.joinTo = 0
 	}
 	if old.syncTo != 0 {
-		s.reply(old.syncTo, syncError(kerr.FencedInstanceID.Code))
+		s.reply(old.syncTo, SyncError(kerr.FencedInstanceID.Code))
 		old.syncTo = 0
 	}
 	delete(g.members, oldID)
@@ -276,7 +277,7 @@ func (s *Shard) replaceStatic(now time.Time, to ReplyTo, g *Group, req *kmsg.Joi
 		}
 		old.heartbeatDeadline = now.Add(time.Duration(req.SessionTimeoutMillis) * time.Millisecond)
 		old.clientID, old.host = host.ID, host.Host
-		resp := g.joinResponse(old, req.Version)
+		resp := g.joinResponse(old)
 		// KIP-814: a static leader that comes back must not reassign.
 		resp.SkipAssignment = old.id == g.leader
 		// Persist the new member id so a restarted coordinator fences the old one.
@@ -285,7 +286,7 @@ func (s *Shard) replaceStatic(now time.Time, to ReplyTo, g *Group, req *kmsg.Joi
 		s.write(recs, func(err error) {
 			g.writing--
 			if err != nil {
-				s.reply(to, joinError(req, id, kerr.CoordinatorNotAvailable.Code))
+				s.reply(to, JoinError(id, kerr.CoordinatorNotAvailable.Code))
 				return
 			}
 			s.reply(to, resp)
@@ -303,7 +304,7 @@ func (s *Shard) replaceStatic(now time.Time, to ReplyTo, g *Group, req *kmsg.Joi
 }
 
 // joinResponse describes the current generation to one member.
-func (g *Group) joinResponse(m *member, version int16) *kmsg.JoinGroupResponse {
+func (g *Group) joinResponse(m *member) *kmsg.JoinGroupResponse {
 	resp := kmsg.NewPtrJoinGroupResponse()
 	resp.Generation = g.generation
 	pt := g.protocolType
@@ -340,7 +341,7 @@ func (s *Shard) prepareRebalance(now time.Time, g *Group) {
 		for _, m := range g.members {
 			m.assignment = nil
 			if m.syncTo != 0 {
-				s.reply(m.syncTo, syncError(kerr.RebalanceInProgress.Code))
+				s.reply(m.syncTo, SyncError(kerr.RebalanceInProgress.Code))
 				m.syncTo = 0
 			}
 		}
@@ -419,10 +420,9 @@ func (s *Shard) completeJoin(now time.Time, g *Group) {
 	var timeout time.Duration
 	for _, m := range g.sortedMembers() {
 		timeout = max(timeout, m.rebalanceTimeout)
-		resp := g.joinResponse(m, m.joinVersion)
+		resp := g.joinResponse(m)
 		s.reply(m.joinTo, resp)
 		m.joinTo = 0
-		m.isNew = false
 		m.heartbeatDeadline = now.Add(m.sessionTimeout)
 	}
 	g.syncDeadline = now.Add(timeout)
@@ -479,11 +479,11 @@ func (s *Shard) removeMember(g *Group, id string) {
 		return
 	}
 	if m.joinTo != 0 {
-		s.reply(m.joinTo, &kmsg.JoinGroupResponse{ErrorCode: kerr.UnknownMemberID.Code, Generation: -1, MemberID: id})
+		s.reply(m.joinTo, JoinError(id, kerr.UnknownMemberID.Code))
 		m.joinTo = 0
 	}
 	if m.syncTo != 0 {
-		s.reply(m.syncTo, syncError(kerr.UnknownMemberID.Code))
+		s.reply(m.syncTo, SyncError(kerr.UnknownMemberID.Code))
 		m.syncTo = 0
 	}
 	delete(g.members, id)
@@ -492,7 +492,8 @@ func (s *Shard) removeMember(g *Group, id string) {
 	}
 }
 
-func syncError(code int16) *kmsg.SyncGroupResponse {
+// SyncError is a SyncGroup answer carrying only an error.
+func SyncError(code int16) *kmsg.SyncGroupResponse {
 	resp := kmsg.NewPtrSyncGroupResponse()
 	resp.ErrorCode = code
 	return resp
@@ -502,15 +503,15 @@ func syncError(code int16) *kmsg.SyncGroupResponse {
 func (s *Shard) Sync(now time.Time, to ReplyTo, req *kmsg.SyncGroupRequest) {
 	switch {
 	case !validGroupID(req.Group):
-		s.reply(to, syncError(kerr.InvalidGroupID.Code))
+		s.reply(to, SyncError(kerr.InvalidGroupID.Code))
 		return
 	case s.loading:
-		s.reply(to, syncError(kerr.CoordinatorLoadInProgress.Code))
+		s.reply(to, SyncError(kerr.CoordinatorLoadInProgress.Code))
 		return
 	}
 	g := s.groups[req.Group]
 	if g == nil || g.consumer != nil {
-		s.reply(to, syncError(kerr.UnknownMemberID.Code))
+		s.reply(to, SyncError(kerr.UnknownMemberID.Code))
 		return
 	}
 	instance := ""
@@ -518,24 +519,24 @@ func (s *Shard) Sync(now time.Time, to ReplyTo, req *kmsg.SyncGroupRequest) {
 		instance = *req.InstanceID
 	}
 	if code := g.checkMember(req.MemberID, instance); code != 0 {
-		s.reply(to, syncError(code))
+		s.reply(to, SyncError(code))
 		return
 	}
 	if req.Generation != g.generation {
-		s.reply(to, syncError(kerr.IllegalGeneration.Code))
+		s.reply(to, SyncError(kerr.IllegalGeneration.Code))
 		return
 	}
 	if (req.ProtocolType != nil && *req.ProtocolType != g.protocolType) || (req.Protocol != nil && *req.Protocol != g.protocol) {
-		s.reply(to, syncError(kerr.InconsistentGroupProtocol.Code))
+		s.reply(to, SyncError(kerr.InconsistentGroupProtocol.Code))
 		return
 	}
 	m := g.members[req.MemberID]
 	switch g.state {
 	case PreparingRebalance:
-		s.reply(to, syncError(kerr.RebalanceInProgress.Code))
+		s.reply(to, SyncError(kerr.RebalanceInProgress.Code))
 	case CompletingRebalance:
 		if m.syncTo != 0 {
-			s.reply(m.syncTo, syncError(kerr.UnknownMemberID.Code))
+			s.reply(m.syncTo, SyncError(kerr.UnknownMemberID.Code))
 		}
 		m.syncTo = to
 		m.heartbeatDeadline = now.Add(m.sessionTimeout)
@@ -554,7 +555,7 @@ func (s *Shard) Sync(now time.Time, to ReplyTo, req *kmsg.SyncGroupRequest) {
 		m.heartbeatDeadline = now.Add(m.sessionTimeout)
 		s.reply(to, g.syncResponse(m))
 	default:
-		s.reply(to, syncError(kerr.UnknownMemberID.Code))
+		s.reply(to, SyncError(kerr.UnknownMemberID.Code))
 	}
 }
 
@@ -604,7 +605,7 @@ func (s *Shard) failSync(now time.Time, g *Group, code int16) {
 	for _, m := range g.members {
 		m.assignment = nil
 		if m.syncTo != 0 {
-			s.reply(m.syncTo, syncError(code))
+			s.reply(m.syncTo, SyncError(code))
 			m.syncTo = 0
 		}
 	}

@@ -148,10 +148,8 @@ type member struct {
 
 	heartbeatDeadline time.Time
 	joinTo            ReplyTo // a JoinGroup waiting for the rebalance
-	joinVersion       int16
 	joinSeq           uint64  // order of arrival, for choosing a leader
 	syncTo            ReplyTo // a SyncGroup waiting for the leader's assignment
-	isNew             bool    // joined during the current rebalance
 }
 
 func (m *member) metadataFor(name string) []byte {
