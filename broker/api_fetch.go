@@ -115,7 +115,7 @@ func (b *Broker) fetchInto(ctx context.Context, req *kmsg.FetchRequest, resp *km
 		}
 	}()
 	for {
-		results, total, hasError := b.readParts(req, parts, maxTotal)
+		results, total, hasError := b.readParts(ctx, parts, maxTotal)
 		if total >= int(req.MinBytes) || hasError || !time.Now().Before(deadline) || ctx.Err() != nil || b.draining.Load() {
 			b.buildFetchResponse(resp, parts, results, incremental, byID)
 			return
@@ -143,8 +143,12 @@ type partResult struct {
 	records []byte
 }
 
-func (b *Broker) readParts(req *kmsg.FetchRequest, parts []fetchPart, maxTotal int32) ([]partResult, int, bool) {
+// readParts reads every partition: local ones in order, within the
+// response budget, and those below the local log start from the bucket,
+// all at once through the remote read pool (remote.go).
+func (b *Broker) readParts(ctx context.Context, parts []fetchPart, maxTotal int32) ([]partResult, int, bool) {
 	results := make([]partResult, len(parts))
+	var remote []remoteJob
 	total, hasError := 0, false
 	for i, p := range parts {
 		r := &results[i]
@@ -153,7 +157,7 @@ func (b *Broker) readParts(req *kmsg.FetchRequest, parts []fetchPart, maxTotal i
 			r.code, hasError = p.unknown, true
 			continue
 		}
-		l := b.partitionLog(p.topic, p.part)
+		t, l := b.topicLog(p.topic, p.part)
 		if l == nil {
 			r.code, hasError = kerr.UnknownTopicOrPartition.Code, true
 			continue
@@ -163,14 +167,21 @@ func (b *Broker) readParts(req *kmsg.FetchRequest, parts []fetchPart, maxTotal i
 			continue
 		}
 		hw := l.HighWatermark()
-		r.hw, r.start = hw, l.StartOffset()
+		start := b.logStart(t, p.part, l)
+		r.hw, r.start = hw, start
 		remaining := maxTotal - int32(total)
 		if remaining <= 0 && total > 0 {
 			continue
 		}
 		limit := min(p.maxBytes, max(remaining, 1))
+		if p.offset >= start && p.offset < l.StartOffset() {
+			if seg, ok := b.tierer.Find(t.meta.ID, p.part, p.offset); ok {
+				remote = append(remote, remoteJob{result: i, seg: seg, offset: p.offset, maxBytes: int(limit)})
+				continue
+			}
+		}
 		res, err := l.Read(p.offset, limit, hw)
-		r.hw, r.start = res.HighWatermark, res.StartOffset
+		r.hw = res.HighWatermark
 		if err != nil {
 			r.code, hasError = errorCode(err), true
 			if !errors.Is(err, storage.ErrOffsetOutOfRange) {
@@ -180,6 +191,10 @@ func (b *Broker) readParts(req *kmsg.FetchRequest, parts []fetchPart, maxTotal i
 		}
 		r.records = res.Records
 		total += len(res.Records)
+	}
+	if len(remote) > 0 {
+		b.readRemote(ctx, remote, results)
+		total, hasError = fitBudget(results, remote, maxTotal)
 	}
 	return results, total, hasError
 }

@@ -18,10 +18,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/tiercel/tiercel/broker/storage"
 	"github.com/tiercel/tiercel/internal/config"
 	"github.com/tiercel/tiercel/internal/telemetry"
 	"github.com/tiercel/tiercel/internal/vfs"
+	"github.com/tiercel/tiercel/objstore"
+	"github.com/tiercel/tiercel/tiering"
 )
 
 // Options wire a broker.
@@ -30,6 +34,11 @@ type Options struct {
 	FS      vfs.FS         // nil = the OS filesystem
 	Logger  *slog.Logger   // nil = discard
 	Metrics *telemetry.BrokerMetrics
+	// Bucket is the object store; nil opens tiercel.objstore.url, or the
+	// embedded filesystem store under the data directory.
+	Bucket objstore.Bucket
+	// ObjstoreMeter, if set, records object-store requests by operation.
+	ObjstoreMeter metric.Meter
 }
 
 // Broker is one running Kafka-compatible broker.
@@ -45,6 +54,12 @@ type Broker struct {
 	waiters  *waiters
 	sessions *fetchSessions
 	coord    *coordinator
+
+	bucket      objstore.Bucket
+	tierer      *tiering.Tierer
+	remote      *tiering.Reader
+	remoteSlots chan struct{}  // tokens of the remote read pool
+	bg          sync.WaitGroup // background deletions of tiered topics
 
 	mu      sync.RWMutex // guards topics, byID and cat
 	topics  map[string]*topic
@@ -93,7 +108,12 @@ func New(opts Options) (*Broker, error) {
 	if err := b.fs.MkdirAll(b.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", b.dir, err)
 	}
-	cat, err := loadCatalog(b.fs, b.dir)
+	bucket, err := openBucket(opts, b.dir)
+	if err != nil {
+		return nil, err
+	}
+	b.bucket = bucket
+	cat, err := b.loadCatalog()
 	if err != nil {
 		return nil, err
 	}
@@ -125,13 +145,19 @@ func New(opts Options) (*Broker, error) {
 		return nil, err
 	}
 	b.mgr = mgr
+	if err := b.startTiering(); err != nil {
+		mgr.Close()
+		return nil, err
+	}
 	if err := b.loadTopics(); err != nil {
+		b.tierer.Close()
 		mgr.Close()
 		return nil, err
 	}
 	b.coord = newCoordinator(b)
 	b.metrics.ObservePartitions(b.partitionStats)
 	b.metrics.ObserveGroups(b.coord.stats)
+	b.metrics.ObserveTiering(b.tieringStats)
 	return b, nil
 }
 
@@ -233,6 +259,8 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			b.connsMu.Unlock()
 		}
 		b.waiters.closeAll()
+		b.tierer.Close()
+		b.bg.Wait()
 		b.shutErr = b.mgr.Close()
 	})
 	return b.shutErr
@@ -262,6 +290,10 @@ func (b *Broker) storageConfig(overrides map[string]string) storage.Config {
 	}
 	if b.cfg.TopicValue(overrides, "flush.policy") == "interval" {
 		c.FlushPolicy = storage.FlushInterval
+	}
+	if b.tieredConfigs(overrides) {
+		// The Tierer trims the local log once segments are in the bucket.
+		c.RetentionMs, c.RetentionBytes = -1, -1
 	}
 	if !strings.Contains(b.cfg.TopicValue(overrides, "cleanup.policy"), "delete") {
 		// Log compaction is not implemented yet: a compact-only topic is

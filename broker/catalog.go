@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -8,15 +10,22 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/tiercel/tiercel/internal/vfs"
+	"github.com/tiercel/tiercel/objstore"
 )
 
 // catalogFile holds what Kafka keeps in its controller: topics, their ids,
 // partition counts and config overrides, dynamic broker configs, and the
 // producer-id block. Written whole and atomically before any change is
-// acknowledged. A later control-plane issue moves this into the bucket.
-const catalogFile = "tiercel-catalog.json"
+// acknowledged, in the bucket (catalogKey) and then locally, so that a
+// broker whose disk is lost finds its topics and topic ids again. The
+// control-plane issue replaces this with the metadata log in the bucket.
+const (
+	catalogFile = "tiercel-catalog.json"
+	catalogKey  = "cluster/catalog.json"
+)
 
 type topicMeta struct {
 	Name       string            `json:"name"`
@@ -33,27 +42,86 @@ type catalogData struct {
 	BrokerConfigs  map[string]string `json:"broker_configs,omitempty"`
 }
 
-func loadCatalog(fsys vfs.FS, dir string) (*catalogData, error) {
-	b, err := vfs.ReadFile(fsys, filepath.Join(dir, catalogFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return &catalogData{Version: 1, ClusterID: newUUIDString()}, nil
+// loadCatalog reads the local catalog, or the bucket's when the data
+// directory has none (a new disk), or starts a new cluster. A data
+// directory of another cluster than the bucket's is refused.
+func (b *Broker) loadCatalog() (*catalogData, error) {
+	local, err := readCatalog(vfs.ReadFile(b.fs, filepath.Join(b.dir, catalogFile)))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("catalog %s: %w", filepath.Join(b.dir, catalogFile), err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	data, _, rerr := objstore.ReadAll(ctx, b.bucket, catalogKey)
+	if rerr != nil && !errors.Is(rerr, objstore.ErrNotFound) {
+		return nil, fmt.Errorf("reading the catalog from the object store %s: %w", b.bucket.Name(), rerr)
+	}
+	var remote *catalogData
+	if rerr == nil {
+		if remote, err = readCatalog(data, nil); err != nil {
+			return nil, fmt.Errorf("catalog %s in %s: %w", catalogKey, b.bucket.Name(), err)
+		}
+	}
+	switch {
+	case local != nil && remote != nil && local.ClusterID != remote.ClusterID:
+		return nil, fmt.Errorf("data directory %s belongs to cluster %s but the object store %s holds cluster %s; use an empty data directory or the matching store", b.dir, local.ClusterID, b.bucket.Name(), remote.ClusterID)
+	case remote != nil:
+		// The bucket is written first, so it is never behind the local copy.
+		if local == nil {
+			b.logger.Warn("no catalog in the data directory: resuming the cluster from the object store", "cluster_id", remote.ClusterID, "topics", len(remote.Topics), "objstore", b.bucket.Name())
+		}
+		if err := writeCatalogFile(b.fs, b.dir, remote); err != nil {
+			return nil, err
+		}
+		return remote, nil
+	case local != nil:
+		// A store new to this data directory: give it the catalog.
+		b.cat = local
+		if err := b.saveCatalog(); err != nil {
+			return nil, err
+		}
+		return local, nil
+	}
+	b.cat = &catalogData{Version: 1, ClusterID: newUUIDString()}
+	if err := b.saveCatalog(); err != nil {
+		return nil, err
+	}
+	return b.cat, nil
+}
+
+func readCatalog(data []byte, err error) (*catalogData, error) {
 	if err != nil {
 		return nil, err
 	}
 	var c catalogData
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("catalog %s: %w", filepath.Join(dir, catalogFile), err)
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
 
-func saveCatalog(fsys vfs.FS, dir string, c *catalogData) error {
-	b, err := json.MarshalIndent(c, "", "  ")
+// saveCatalog writes the catalog to the bucket, then locally; a change is
+// acknowledged only when both hold it. The bucket first: a failure leaves
+// the bucket ahead of the disk, never behind, and the bucket's copy wins.
+func (b *Broker) saveCatalog() error {
+	data, err := json.Marshal(b.cat)
 	if err != nil {
 		return err
 	}
-	return vfs.WriteFileAtomic(fsys, filepath.Join(dir, catalogFile), b)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := b.bucket.Put(ctx, catalogKey, bytes.NewReader(data), objstore.PutOptions{Size: int64(len(data))}); err != nil {
+		return fmt.Errorf("writing the catalog to the object store: %w", err)
+	}
+	return writeCatalogFile(b.fs, b.dir, b.cat)
+}
+
+func writeCatalogFile(fsys vfs.FS, dir string, c *catalogData) error {
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return vfs.WriteFileAtomic(fsys, filepath.Join(dir, catalogFile), data)
 }
 
 // writeMetaProperties writes Kafka's meta.properties so Kafka tooling that

@@ -1,13 +1,16 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/tiercel/tiercel/broker/storage"
 	"github.com/tiercel/tiercel/internal/config"
+	"github.com/tiercel/tiercel/tiering"
 )
 
 var (
@@ -43,6 +46,12 @@ func validTopicName(name string) error {
 // loadTopics matches the catalog with the logs found on disk, creating any
 // partition log the catalog has and the disk lacks.
 func (b *Broker) loadTopics() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	manifests, err := b.loadManifests(ctx)
+	if err != nil {
+		return err
+	}
 	for _, m := range b.cat.Topics {
 		id, err := parseUUID(m.ID)
 		if err != nil {
@@ -51,13 +60,18 @@ func (b *Broker) loadTopics() error {
 		t := &topic{meta: m, id: id}
 		for p := int32(0); p < m.Partitions; p++ {
 			tp := storage.TopicPartition{Topic: m.Name, Partition: p}
-			l := b.mgr.Get(tp)
-			if l == nil {
-				if l, err = b.mgr.Create(tp, id, b.storageConfig(m.Configs)); err != nil {
-					return err
-				}
+			var man *tiering.Manifest
+			if ms := manifests[m.Name]; ms != nil {
+				man = &ms[p]
+			}
+			l, err := b.openPartition(tp, id, m, man)
+			if err != nil {
+				return err
 			}
 			t.logs = append(t.logs, l)
+			if man != nil {
+				b.tierPartition(m, p, l, *man)
+			}
 		}
 		b.topics[m.Name] = t
 		b.byID[id] = t
@@ -77,6 +91,35 @@ func (b *Broker) loadTopics() error {
 	return nil
 }
 
+// openPartition returns a partition's local log, creating it if the disk
+// lacks it: empty, or, when the bucket holds its earlier offsets (a new or
+// wiped disk), starting where the tiered log ends.
+func (b *Broker) openPartition(tp storage.TopicPartition, id [16]byte, m *topicMeta, man *tiering.Manifest) (*storage.Log, error) {
+	l := b.mgr.Get(tp)
+	if l == nil {
+		var start int64
+		if man != nil {
+			start = man.End()
+		}
+		var err error
+		if l, err = b.mgr.CreateAt(tp, id, b.storageConfig(m.Configs), start); err != nil {
+			return nil, err
+		}
+		if start > 0 {
+			b.logger.Warn("partition has no local data: serving its tiered offsets from the object store; records after them that were not tiered are lost on a single node",
+				"topic", tp.Topic, "partition", tp.Partition, "tiered_start", man.LogStart, "tiered_end", start)
+		}
+	}
+	if man != nil && l.StartOffset() < man.LogStart {
+		// The remote log start moved (retention, DeleteRecords) and a crash
+		// came before the local log followed.
+		if _, err := l.DeleteRecordsBefore(min(man.LogStart, l.HighWatermark())); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
 // getTopic returns a topic by name.
 func (b *Broker) getTopic(name string) *topic {
 	b.mu.RLock()
@@ -88,6 +131,17 @@ func (b *Broker) getTopicByID(id [16]byte) *topic {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	return b.byID[id]
+}
+
+// topicLog returns a partition's topic and log, or nils.
+func (b *Broker) topicLog(name string, partition int32) (*topic, *storage.Log) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	t := b.topics[name]
+	if t == nil || partition < 0 || int(partition) >= len(t.logs) {
+		return nil, nil
+	}
+	return t, t.logs[partition]
 }
 
 // partitionLog returns the log of a partition, or nil.
@@ -145,7 +199,7 @@ func (b *Broker) createTopic(name string, partitions int32, replication int16, c
 	id := newUUID()
 	meta := &topicMeta{Name: name, ID: uuidString(id), Partitions: partitions, Configs: configs}
 	b.cat.Topics = append(b.cat.Topics, meta)
-	if err := saveCatalog(b.fs, b.dir, b.cat); err != nil {
+	if err := b.saveCatalog(); err != nil {
 		b.cat.Topics = b.cat.Topics[:len(b.cat.Topics)-1]
 		return nil, fmt.Errorf("%w: catalog: %v", storage.ErrStorage, err)
 	}
@@ -156,6 +210,9 @@ func (b *Broker) createTopic(name string, partitions int32, replication int16, c
 			return nil, err
 		}
 		t.logs = append(t.logs, l)
+		if b.tiered(meta) {
+			b.tierPartition(meta, p, l, tiering.EmptyManifest(meta.ID, p))
+		}
 	}
 	b.topics[name] = t
 	b.byID[id] = t
@@ -187,12 +244,15 @@ func (b *Broker) deleteTopic(t *topic) error {
 	}
 	old := b.cat.Topics
 	b.cat.Topics = kept
-	if err := saveCatalog(b.fs, b.dir, b.cat); err != nil {
+	if err := b.saveCatalog(); err != nil {
 		b.cat.Topics = old
 		return fmt.Errorf("%w: catalog: %v", storage.ErrStorage, err)
 	}
 	delete(b.topics, t.meta.Name)
 	delete(b.byID, t.id)
+	if b.tiered(t.meta) {
+		b.deleteTieredTopic(t.meta)
+	}
 	for p := range t.logs {
 		if err := b.mgr.Delete(storage.TopicPartition{Topic: t.meta.Name, Partition: int32(p)}); err != nil {
 			b.logger.Warn("deleting a partition log", "topic", t.meta.Name, "partition", p, "err", err)
@@ -220,7 +280,7 @@ func (b *Broker) addPartitions(name string, count int32, validateOnly bool) erro
 	}
 	old := t.meta.Partitions
 	t.meta.Partitions = count
-	if err := saveCatalog(b.fs, b.dir, b.cat); err != nil {
+	if err := b.saveCatalog(); err != nil {
 		t.meta.Partitions = old
 		return fmt.Errorf("%w: catalog: %v", storage.ErrStorage, err)
 	}
@@ -230,6 +290,9 @@ func (b *Broker) addPartitions(name string, count int32, validateOnly bool) erro
 			return err
 		}
 		t.logs = append(t.logs, l)
+		if b.tiered(t.meta) {
+			b.tierPartition(t.meta, p, l, tiering.EmptyManifest(t.meta.ID, p))
+		}
 	}
 	return nil
 }
@@ -239,16 +302,37 @@ func (b *Broker) setTopicConfigs(t *topic, configs map[string]string) error {
 	if err := config.ValidateTopic(configs); err != nil {
 		return err
 	}
+	wasTiered := b.tiered(t.meta)
+	if wasTiered && !b.tieredConfigs(configs) {
+		return fmt.Errorf("%w: remote.storage.enable cannot be turned off for topic %q once it is tiered (delete and recreate the topic)", config.ErrInvalid, t.meta.Name)
+	}
+	var manifests []tiering.Manifest
+	if !wasTiered && b.tieredConfigs(configs) && t.meta.Name != offsetsTopic {
+		// Turned on: the manifests are empty unless the topic was tiered by
+		// an earlier broker; read them before the catalog changes.
+		for p := range t.logs {
+			m, err := b.tierer.LoadManifest(context.Background(), t.meta.ID, int32(p))
+			if err != nil {
+				return fmt.Errorf("%w: %v", storage.ErrStorage, err)
+			}
+			manifests = append(manifests, m)
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	old := t.meta.Configs
 	t.meta.Configs = configs
-	if err := saveCatalog(b.fs, b.dir, b.cat); err != nil {
+	if err := b.saveCatalog(); err != nil {
 		t.meta.Configs = old
 		return fmt.Errorf("%w: catalog: %v", storage.ErrStorage, err)
 	}
-	for _, l := range t.logs {
+	for p, l := range t.logs {
 		l.SetConfig(b.storageConfig(configs))
+		if manifests != nil {
+			b.tierPartition(t.meta, int32(p), l, manifests[p])
+		} else if wasTiered {
+			b.tierer.SetRetention(t.meta.ID, int32(p), b.retention(configs))
+		}
 	}
 	return nil
 }
@@ -261,12 +345,15 @@ func (b *Broker) setBrokerConfigs(values map[string]string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.cat.BrokerConfigs = values
-	if err := saveCatalog(b.fs, b.dir, b.cat); err != nil {
+	if err := b.saveCatalog(); err != nil {
 		return fmt.Errorf("%w: catalog: %v", storage.ErrStorage, err)
 	}
 	for _, t := range b.topics {
-		for _, l := range t.logs {
+		for p, l := range t.logs {
 			l.SetConfig(b.storageConfig(t.meta.Configs))
+			if b.tiered(t.meta) {
+				b.tierer.SetRetention(t.meta.ID, int32(p), b.retention(t.meta.Configs))
+			}
 		}
 	}
 	return nil
@@ -281,7 +368,7 @@ func (b *Broker) nextProducerID() (int64, error) {
 	defer b.mu.Unlock()
 	if b.pidNext >= b.pidEnd {
 		b.cat.NextProducerID = b.pidEnd + producerIDBlock
-		if err := saveCatalog(b.fs, b.dir, b.cat); err != nil {
+		if err := b.saveCatalog(); err != nil {
 			b.cat.NextProducerID = b.pidEnd
 			return 0, err
 		}

@@ -42,10 +42,21 @@ func ReadRecords(ctx context.Context, b objstore.Bucket, seg RemoteSegment, f Fo
 	if !ok {
 		return nil, fmt.Errorf("%s: %w: no log part", seg.Key, ErrCorruptObject)
 	}
+	fetch := func(ctx context.Context, off, n int64) ([]byte, error) {
+		return readRange(ctx, b, seg.Key, int64(logPart.Offset)+off, n)
+	}
+	return readRecords(ctx, fetch, seg, int64(logPart.Length), index, offset, maxBytes, chunk)
+}
+
+// rangeFunc returns n bytes of a segment's log part from off.
+type rangeFunc func(ctx context.Context, off, n int64) ([]byte, error)
+
+// readRecords is ReadRecords over any source of log-part bytes; it asks
+// fetch for at least chunk bytes at a time.
+func readRecords(ctx context.Context, fetch rangeFunc, seg RemoteSegment, end int64, index []byte, offset int64, maxBytes, chunk int) ([]byte, error) {
 	if offset < seg.BaseOffset || offset >= seg.NextOffset {
 		return nil, fmt.Errorf("tiering: offset %d is not in segment [%d, %d)", offset, seg.BaseOffset, seg.NextOffset)
 	}
-	end := int64(logPart.Length)
 	pos := indexPosition(index, seg.BaseOffset, offset)
 	var out []byte
 	buf := []byte{}
@@ -65,7 +76,7 @@ func ReadRecords(ctx context.Context, b objstore.Bucket, seg RemoteSegment, f Fo
 				buf, bufStart, have = buf[:0], pos, pos
 			}
 			size := min(max(int64(chunk), pos+n-have), end-have)
-			more, err := readRange(ctx, b, seg.Key, int64(logPart.Offset)+have, size)
+			more, err := fetch(ctx, have, size)
 			if err != nil {
 				return err
 			}

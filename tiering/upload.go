@@ -16,22 +16,22 @@ type Segment struct {
 }
 
 // Upload writes one segment object under a fresh key, then adds it to the
-// partition's manifest as a writer of leader epoch epoch. It reports
-// whether the manifest gained the segment (false: it was already there, and
-// the new object is left to garbage collection). A crash between the two
+// partition's manifest as a writer of leader epoch epoch. It returns the
+// manifest written and whether it gained the segment (false: it was already
+// there, and the new object, which nothing names, is deleted at once). A crash between the two
 // steps leaves an object no manifest names, which GC removes; the next
 // plan uploads the segment again.
-func Upload(ctx context.Context, b objstore.Bucket, store ManifestStore, topicID string, partition, epoch int32, s Segment, nowMs int64) (bool, error) {
+func Upload(ctx context.Context, b objstore.Bucket, store ManifestStore, topicID string, partition, epoch int32, s Segment, nowMs int64) (Manifest, bool, error) {
 	body, size, err := SegmentObject(s.Log, s.Info.Size, s.Parts)
 	if err != nil {
-		return false, err
+		return Manifest{}, false, err
 	}
 	key := SegmentKey(topicID, partition, s.Info.BaseOffset, epoch, nowMs)
 	if _, err := b.Put(ctx, key, body, objstore.PutOptions{Size: size}); err != nil {
-		return false, fmt.Errorf("tiering: upload of %s/%d [%d, %d): %w", topicID, partition, s.Info.BaseOffset, s.Info.NextOffset, err)
+		return Manifest{}, false, fmt.Errorf("tiering: upload of %s/%d [%d, %d): %w", topicID, partition, s.Info.BaseOffset, s.Info.NextOffset, err)
 	}
 	var added bool
-	_, err = store.Update(ctx, topicID, partition, epoch, func(m *Manifest) error {
+	m, err := store.Update(ctx, topicID, partition, epoch, func(m *Manifest) error {
 		var err error
 		added, err = m.Add(RemoteSegment{
 			Key: key, BaseOffset: s.Info.BaseOffset, NextOffset: s.Info.NextOffset, Size: size,
@@ -39,7 +39,11 @@ func Upload(ctx context.Context, b objstore.Bucket, store ManifestStore, topicID
 		})
 		return err
 	})
-	return added, err
+	if err == nil && !added {
+		// Best effort: garbage collection removes it if this fails.
+		_ = b.Delete(ctx, key)
+	}
+	return m, added, err
 }
 
 // ReadFooter fetches a segment object's footer with one ranged GET of its

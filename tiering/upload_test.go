@@ -66,7 +66,7 @@ func TestUploadRealSegments(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		added, err := tiering.Upload(ctx, bucket, store, "tid", 0, 1, tiering.Segment{Info: u, Log: cs.Log, Parts: map[string][]byte{
+		_, added, err := tiering.Upload(ctx, bucket, store, "tid", 0, 1, tiering.Segment{Info: u, Log: cs.Log, Parts: map[string][]byte{
 			tiering.PartOffsetIndex: cs.Index, tiering.PartTimeIndex: cs.TimeIndex, tiering.PartEpochs: cs.Epochs,
 		}}, 0)
 		cs.Close()
@@ -153,7 +153,7 @@ func TestRemoteReadsMatchLocal(t *testing.T) {
 			t.Fatal(err)
 		}
 		info := tiering.LocalSegment{BaseOffset: s.BaseOffset, NextOffset: s.NextOffset, Size: s.SizeBytes, MaxTimestamp: s.MaxTimestamp}
-		if _, err := tiering.Upload(ctx, bucket, store, "rid", 0, 1, tiering.Segment{Info: info, Log: cs.Log, Parts: map[string][]byte{tiering.PartOffsetIndex: cs.Index}}, 0); err != nil {
+		if _, _, err := tiering.Upload(ctx, bucket, store, "rid", 0, 1, tiering.Segment{Info: info, Log: cs.Log, Parts: map[string][]byte{tiering.PartOffsetIndex: cs.Index}}, 0); err != nil {
 			t.Fatal(err)
 		}
 		cs.Close()

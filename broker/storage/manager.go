@@ -168,12 +168,18 @@ func (m *Manager) Get(tp TopicPartition) *Log {
 // Create makes a new empty log (directory <topic>-<partition> with a
 // partition.metadata file carrying topicID) and returns it.
 func (m *Manager) Create(tp TopicPartition, topicID [16]byte, cfg Config) (*Log, error) {
+	return m.CreateAt(tp, topicID, cfg, 0)
+}
+
+// CreateAt makes a new empty log that starts at offset start: the local
+// log of a partition whose earlier offsets are only in the bucket.
+func (m *Manager) CreateAt(tp TopicPartition, topicID [16]byte, cfg Config, start int64) (*Log, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.logs[tp]; ok {
 		return nil, fmt.Errorf("%w: %s-%d", ErrLogExists, tp.Topic, tp.Partition)
 	}
-	l, err := m.createLog(tp, filepath.Join(m.dir, fmt.Sprintf("%s-%d", tp.Topic, tp.Partition)), topicID, cfg)
+	l, err := m.createLog(tp, filepath.Join(m.dir, fmt.Sprintf("%s-%d", tp.Topic, tp.Partition)), topicID, cfg, start)
 	if err != nil {
 		return nil, fmt.Errorf("%w: create %s-%d: %v", ErrStorage, tp.Topic, tp.Partition, err)
 	}

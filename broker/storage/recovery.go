@@ -288,7 +288,7 @@ func (m *Manager) loadSnapshot(dir string, snaps map[int64]bool, rp int64) (*pro
 }
 
 // createLog makes a new partition directory with an empty first segment.
-func (m *Manager) createLog(tp TopicPartition, dir string, topicID [16]byte, cfg Config) (*Log, error) {
+func (m *Manager) createLog(tp TopicPartition, dir string, topicID [16]byte, cfg Config, start int64) (*Log, error) {
 	if _, err := m.fs.Stat(dir); err == nil {
 		return nil, fmt.Errorf("%w: %s", ErrLogExists, dir)
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -302,7 +302,7 @@ func (m *Manager) createLog(tp TopicPartition, dir string, topicID [16]byte, cfg
 	if err := vfs.WriteFileAtomic(m.fs, filepath.Join(tmp, partitionMetadataFile), partitionMetadata(topicID)); err != nil {
 		return nil, err
 	}
-	f, err := openSegmentFile(m.fs, tmp, 0, true)
+	f, err := openSegmentFile(m.fs, tmp, start, true)
 	if err != nil {
 		return nil, err
 	}
@@ -317,5 +317,5 @@ func (m *Manager) createLog(tp TopicPartition, dir string, topicID [16]byte, cfg
 	if err := m.fs.SyncDir(m.dir); err != nil {
 		return nil, err
 	}
-	return m.openLog(tp, dir, cfg, recoveryInfo{clean: true})
+	return m.openLog(tp, dir, cfg, recoveryInfo{clean: true, logStart: start})
 }

@@ -110,7 +110,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	b, err := broker.New(broker.Options{Config: cfg, Logger: logger, Metrics: metrics})
+	b, err := broker.New(broker.Options{Config: cfg, Logger: logger, Metrics: metrics, ObjstoreMeter: prov.Meter("tiercel/objstore")})
 	if err != nil {
 		return err
 	}

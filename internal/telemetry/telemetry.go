@@ -56,8 +56,10 @@ type BrokerMetrics struct {
 	connections metric.Int64UpDownCounter
 
 	mu         sync.Mutex
-	partitions func() []PartitionStat
-	groups     func() GroupStats
+	partitions   func() []PartitionStat
+	groups       func() GroupStats
+	tieringStats func() TieringStats
+	tiering      tieringInstruments
 }
 
 // GroupStats is the group coordinator's reading for the observable gauges.
@@ -128,6 +130,9 @@ func NewBrokerMetrics(m metric.Meter) (*BrokerMetrics, error) {
 		return nil, err
 	}
 	if err := b.registerGroups(m); err != nil {
+		return nil, err
+	}
+	if err := b.registerTiering(m); err != nil {
 		return nil, err
 	}
 	return b, nil

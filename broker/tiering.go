@@ -1,0 +1,239 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tiercel/tiercel/broker/storage"
+	"github.com/tiercel/tiercel/internal/telemetry"
+	"github.com/tiercel/tiercel/objstore"
+	_ "github.com/tiercel/tiercel/objstore/all" // every URL scheme
+	"github.com/tiercel/tiercel/objstore/fs"
+	"github.com/tiercel/tiercel/tiering"
+)
+
+// Tiering wiring: the broker hands the Tierer every tiered partition's
+// local log through localLog, serves fetches below the local log start
+// through the remote Reader, and keeps the catalog in the bucket so a
+// broker with an empty disk finds its topics again.
+
+// Directories under log.dirs that are not partitions.
+const (
+	defaultObjstoreDir = "tiercel-objstore"     // the embedded filesystem store
+	remoteCacheDir     = "tiercel-remote-cache" // cached chunks of tiered segments
+)
+
+// openBucket returns the bucket the options name, or the configured URL,
+// or the embedded filesystem store under the data directory; wrapped with
+// retries.
+func openBucket(opts Options, dir string) (objstore.Bucket, error) {
+	b := opts.Bucket
+	if b == nil {
+		var err error
+		if url := opts.Config.Get("tiercel.objstore.url"); url != "" {
+			b, err = objstore.Open(context.Background(), url)
+		} else {
+			b, err = fs.New(filepath.Join(dir, defaultObjstoreDir))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("object store: %w", err)
+		}
+	}
+	if opts.ObjstoreMeter != nil {
+		m, err := objstore.WithMetrics(b, opts.ObjstoreMeter, strings.SplitN(b.Name(), ":", 2)[0])
+		if err != nil {
+			return nil, err
+		}
+		b = m
+	}
+	return objstore.WithRetries(b, objstore.DefaultRetryPolicy), nil
+}
+
+// startTiering creates the Tierer and the remote Reader.
+func (b *Broker) startTiering() error {
+	cache, err := tiering.NewChunkCache(filepath.Join(b.dir, remoteCacheDir), b.cfg.Int64("tiercel.remote.cache.bytes"))
+	if err != nil {
+		return err
+	}
+	b.remote = tiering.NewReader(tiering.ReaderOptions{
+		Bucket: b.bucket, Cache: cache,
+		ChunkBytes: b.cfg.Int64("tiercel.remote.chunk.bytes"), ReadAhead: int(b.cfg.Int64("tiercel.remote.read.ahead.chunks")),
+	})
+	b.remoteSlots = make(chan struct{}, b.cfg.Int64("remote.log.reader.threads"))
+	b.tierer = tiering.NewTierer(tiering.TiererOptions{
+		Bucket: b.bucket, Logger: b.logger,
+		Interval: time.Duration(b.cfg.Int64("remote.log.manager.task.interval.ms")) * time.Millisecond,
+		Jobs:     int(b.cfg.Int64("remote.log.manager.copier.thread.pool.size")),
+		OnUpload: b.metrics.TieredSegment,
+		OnDelete: b.metrics.RemoteDeletes,
+	})
+	return nil
+}
+
+// tiered reports whether a topic's partitions go to the bucket.
+// __consumer_offsets stays local: the coordinator compacts and replays it
+// from the local log.
+func (b *Broker) tiered(m *topicMeta) bool {
+	return m.Name != offsetsTopic && b.tieredConfigs(m.Configs)
+}
+
+func (b *Broker) tieredConfigs(overrides map[string]string) bool {
+	return b.cfg.Bool("remote.log.storage.system.enable") && b.cfg.TopicValue(overrides, "remote.storage.enable") == "true"
+}
+
+// retention resolves a topic's whole-log and local retention.
+func (b *Broker) retention(overrides map[string]string) tiering.Retention {
+	get := func(n string) int64 { return b.cfg.TopicInt64(overrides, n) }
+	r := tiering.Retention{Ms: get("retention.ms"), Bytes: get("retention.bytes"), LocalMs: get("local.retention.ms"), LocalBytes: get("local.retention.bytes")}
+	if !strings.Contains(b.cfg.TopicValue(overrides, "cleanup.policy"), "delete") {
+		r.Ms, r.Bytes = -1, -1 // see storageConfig
+	}
+	if r.LocalMs == -2 {
+		r.LocalMs = r.Ms
+	}
+	if r.LocalBytes == -2 {
+		r.LocalBytes = r.Bytes
+	}
+	return r
+}
+
+// loadManifests reads the manifests of every tiered partition in the
+// catalog, a few at a time.
+func (b *Broker) loadManifests(ctx context.Context) (map[string][]tiering.Manifest, error) {
+	type job struct {
+		m *topicMeta
+		p int32
+	}
+	out := map[string][]tiering.Manifest{}
+	var jobs []job
+	for _, m := range b.cat.Topics {
+		if !b.tiered(m) {
+			continue
+		}
+		out[m.Name] = make([]tiering.Manifest, m.Partitions)
+		for p := int32(0); p < m.Partitions; p++ {
+			jobs = append(jobs, job{m, p})
+		}
+	}
+	var mu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			man, err := b.tierer.LoadManifest(ctx, j.m.ID, j.p)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("manifest of %s-%d: %w", j.m.Name, j.p, err)
+			}
+			out[j.m.Name][j.p] = man
+		}()
+	}
+	wg.Wait()
+	return out, firstErr
+}
+
+// localLog shows a partition's storage.Log to the Tierer.
+type localLog struct{ l *storage.Log }
+
+func (a localLog) LocalSegments() []tiering.LocalSegment {
+	segs := a.l.Segments()
+	out := make([]tiering.LocalSegment, len(segs))
+	for i, s := range segs {
+		out[i] = tiering.LocalSegment{BaseOffset: s.BaseOffset, NextOffset: s.NextOffset, Size: s.SizeBytes, MaxTimestamp: s.MaxTimestamp, Active: s.Active}
+	}
+	return out
+}
+
+func (a localLog) OpenSegment(base int64) (tiering.Segment, func() error, error) {
+	cs, err := a.l.OpenClosedSegment(base)
+	if err != nil {
+		return tiering.Segment{}, nil, err
+	}
+	seg := tiering.Segment{
+		Info: tiering.LocalSegment{BaseOffset: cs.Info.BaseOffset, NextOffset: cs.Info.NextOffset, Size: cs.Info.SizeBytes, MaxTimestamp: cs.Info.MaxTimestamp},
+		Log:  cs.Log,
+		Parts: map[string][]byte{
+			tiering.PartOffsetIndex: cs.Index,
+			tiering.PartTimeIndex:   cs.TimeIndex,
+			tiering.PartEpochs:      cs.Epochs,
+		},
+	}
+	return seg, cs.Close, nil
+}
+
+func (a localLog) LocalStart() int64 { return a.l.StartOffset() }
+
+func (a localLog) DropBefore(offset int64) error {
+	_, err := a.l.DeleteRecordsBefore(offset)
+	return err
+}
+
+// tierPartition hands a partition to the Tierer.
+func (b *Broker) tierPartition(m *topicMeta, p int32, l *storage.Log, man tiering.Manifest) {
+	b.tierer.Add(tiering.PartitionConfig{TopicID: m.ID, Partition: p, Epoch: leaderEpoch, Retention: b.retention(m.Configs)}, localLog{l}, man)
+}
+
+// logStart is a partition's log start offset: the remote one when the
+// tiered offsets reach the local log, else the local one.
+func (b *Broker) logStart(t *topic, p int32, l *storage.Log) int64 {
+	local := l.StartOffset()
+	if b.tierer == nil || !b.tiered(t.meta) {
+		return local
+	}
+	if start, end, ok := b.tierer.Range(t.meta.ID, p); ok && end >= local {
+		return min(start, local)
+	}
+	return local
+}
+
+// deleteTieredTopic removes a deleted topic's objects in the background;
+// what a crash leaves behind, garbage collection finds.
+func (b *Broker) deleteTieredTopic(m *topicMeta) {
+	for p := int32(0); p < m.Partitions; p++ {
+		b.tierer.Remove(m.ID, p)
+	}
+	b.bg.Add(1)
+	go func() {
+		defer b.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		for p := int32(0); p < m.Partitions; p++ {
+			n, err := tiering.DeletePartition(ctx, b.bucket, m.ID, p)
+			if err != nil {
+				b.logger.Warn("deleting a deleted topic's objects; garbage collection will finish", "topic", m.Name, "partition", p, "err", err)
+				continue
+			}
+			b.metrics.RemoteDeletes(n)
+		}
+	}()
+}
+
+// tieringStats is the metrics scrape of tiering.
+func (b *Broker) tieringStats() telemetry.TieringStats {
+	names := map[string]string{}
+	b.mu.RLock()
+	for _, t := range b.topics {
+		names[t.meta.ID] = t.meta.Name
+	}
+	b.mu.RUnlock()
+	rs := b.remote.Stats()
+	st := telemetry.TieringStats{ChunkHits: rs.ChunkHits, ChunkMisses: rs.ChunkMisses, FetchedFrom: rs.FetchedBytes}
+	nowMs := time.Now().UnixMilli()
+	for _, p := range b.tierer.Status() {
+		lag := telemetry.TieringLag{Topic: names[p.TopicID], Partition: p.Partition, Bytes: p.PendingBytes}
+		if p.PendingSince >= 0 {
+			lag.Seconds = float64(max(nowMs-p.PendingSince, 0)) / 1000
+		}
+		st.Partitions = append(st.Partitions, lag)
+	}
+	return st
+}

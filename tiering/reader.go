@@ -1,0 +1,214 @@
+package tiering
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tiercel/tiercel/objstore"
+)
+
+// Reader serves record reads from tiered segments: aligned chunks of each
+// object's log part fetched with ranged GETs, kept in a ChunkCache, shared
+// between concurrent readers of the same chunk, and fetched ahead for
+// sequential consumers. A segment's footer and offset index are fetched
+// once and kept in memory.
+type Reader struct {
+	bucket    objstore.Bucket
+	cache     *ChunkCache
+	chunk     int64
+	readAhead int
+	fetchTime time.Duration // bound on one chunk fetch, independent of the asking reader
+
+	mu       sync.Mutex
+	meta     *lru[string, *segmentMeta]
+	inflight map[chunkID]*chunkCall
+
+	hits, misses, fetchedBytes atomic.Int64
+}
+
+// ReaderOptions configure a Reader.
+type ReaderOptions struct {
+	Bucket     objstore.Bucket
+	Cache      *ChunkCache
+	ChunkBytes int64 // size of one ranged GET
+	ReadAhead  int   // chunks fetched past the last one read
+	MetaBytes  int64 // bound on cached footers and indexes
+	// FetchTimeout bounds one chunk fetch. Fetches run detached from the
+	// reader that asked, so a consumer whose fetch deadline passed still
+	// finds the chunk in the cache when it asks again.
+	FetchTimeout time.Duration
+}
+
+type segmentMeta struct {
+	footer Footer
+	log    PartRef
+	index  []byte
+}
+
+type chunkID struct {
+	key   string
+	index int64
+}
+
+type chunkCall struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+// NewReader returns a Reader.
+func NewReader(o ReaderOptions) *Reader {
+	if o.ChunkBytes <= 0 {
+		o.ChunkBytes = 4 << 20
+	}
+	if o.MetaBytes <= 0 {
+		o.MetaBytes = 64 << 20
+	}
+	if o.FetchTimeout <= 0 {
+		o.FetchTimeout = 30 * time.Second
+	}
+	return &Reader{
+		bucket: o.Bucket, cache: o.Cache, chunk: o.ChunkBytes, readAhead: o.ReadAhead, fetchTime: o.FetchTimeout,
+		meta: newLRU[string, *segmentMeta](o.MetaBytes, nil), inflight: map[chunkID]*chunkCall{},
+	}
+}
+
+// ReaderStats are cumulative counts since start.
+type ReaderStats struct {
+	ChunkHits, ChunkMisses, FetchedBytes int64
+}
+
+// Stats returns the cache hit and fetch counts.
+func (r *Reader) Stats() ReaderStats {
+	return ReaderStats{ChunkHits: r.hits.Load(), ChunkMisses: r.misses.Load(), FetchedBytes: r.fetchedBytes.Load()}
+}
+
+// Read returns whole batches of seg from the one holding offset, at most
+// maxBytes unless the first batch is larger (see ReadRecords).
+func (r *Reader) Read(ctx context.Context, seg RemoteSegment, offset int64, maxBytes int) ([]byte, error) {
+	m, err := r.segmentMeta(ctx, seg)
+	if err != nil {
+		return nil, err
+	}
+	var last int64 = -1
+	fetch := func(ctx context.Context, off, n int64) ([]byte, error) {
+		out := make([]byte, 0, n)
+		for pos := off; pos < off+n; {
+			i := pos / r.chunk
+			data, err := r.chunkData(ctx, seg.Key, m.log, i)
+			if err != nil {
+				return nil, err
+			}
+			from := pos - i*r.chunk
+			to := min(int64(len(data)), off+n-i*r.chunk)
+			if from >= to {
+				return nil, fmt.Errorf("%s: %w: chunk %d is %d bytes", seg.Key, ErrCorruptObject, i, len(data))
+			}
+			out = append(out, data[from:to]...)
+			pos = i*r.chunk + to
+			last = i
+		}
+		return out, nil
+	}
+	out, err := readRecords(ctx, fetch, seg, int64(m.log.Length), m.index, offset, maxBytes, int(r.chunk))
+	if err == nil && last >= 0 {
+		r.prefetch(seg.Key, m.log, last)
+	}
+	return out, err
+}
+
+// prefetch starts fetching the chunks after last, for a consumer that
+// reads on; it never waits.
+func (r *Reader) prefetch(key string, log PartRef, last int64) {
+	chunks := (int64(log.Length) + r.chunk - 1) / r.chunk
+	for i := last + 1; i <= last+int64(r.readAhead) && i < chunks; i++ {
+		if r.cache != nil {
+			if _, ok := r.cache.Get(key, i); ok {
+				continue
+			}
+		}
+		go func() { _, _ = r.chunkData(context.Background(), key, log, i) }()
+	}
+}
+
+// chunkData returns chunk i of a log part from the cache or the bucket; one
+// fetch per chunk at a time, shared by everyone who asks meanwhile.
+func (r *Reader) chunkData(ctx context.Context, key string, log PartRef, i int64) ([]byte, error) {
+	if r.cache != nil {
+		if data, ok := r.cache.Get(key, i); ok {
+			r.hits.Add(1)
+			return data, nil
+		}
+	}
+	id := chunkID{key, i}
+	r.mu.Lock()
+	call, ok := r.inflight[id]
+	if !ok {
+		call = &chunkCall{done: make(chan struct{})}
+		r.inflight[id] = call
+		r.misses.Add(1)
+		go r.fetchChunk(id, log, call)
+	}
+	r.mu.Unlock()
+	select {
+	case <-call.done:
+		return call.data, call.err
+	case <-ctx.Done():
+		return nil, objstore.Errorf(objstore.ErrRetriable, "get", r.bucket.Name(), key, ctx.Err())
+	}
+}
+
+func (r *Reader) fetchChunk(id chunkID, log PartRef, call *chunkCall) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.fetchTime)
+	defer cancel()
+	start := id.index * r.chunk
+	n := min(r.chunk, int64(log.Length)-start)
+	if n <= 0 {
+		call.err = fmt.Errorf("%s: %w: chunk %d past the log part", id.key, ErrCorruptObject, id.index)
+	} else {
+		call.data, call.err = readRange(ctx, r.bucket, id.key, int64(log.Offset)+start, n)
+	}
+	if call.err == nil {
+		r.fetchedBytes.Add(int64(len(call.data)))
+		if r.cache != nil {
+			r.cache.Put(id.key, id.index, call.data)
+		}
+	}
+	r.mu.Lock()
+	delete(r.inflight, id)
+	r.mu.Unlock()
+	close(call.done)
+}
+
+// segmentMeta returns the footer and offset index of a segment object,
+// fetching them on first use.
+func (r *Reader) segmentMeta(ctx context.Context, seg RemoteSegment) (*segmentMeta, error) {
+	r.mu.Lock()
+	m, ok := r.meta.get(seg.Key)
+	r.mu.Unlock()
+	if ok {
+		return m, nil
+	}
+	f, err := ReadFooter(ctx, r.bucket, seg.Key, seg.Size)
+	if err != nil {
+		return nil, err
+	}
+	logPart, ok := f.Part(PartLog)
+	if !ok {
+		return nil, fmt.Errorf("%s: %w: no log part", seg.Key, ErrCorruptObject)
+	}
+	var index []byte
+	if _, ok := f.Part(PartOffsetIndex); ok {
+		if index, err = ReadPart(ctx, r.bucket, seg.Key, f, PartOffsetIndex); err != nil {
+			return nil, err
+		}
+	}
+	m = &segmentMeta{footer: f, log: logPart, index: index}
+	r.mu.Lock()
+	r.meta.put(seg.Key, m, int64(len(index))+256)
+	r.mu.Unlock()
+	return m, nil
+}
