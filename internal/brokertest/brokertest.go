@@ -22,6 +22,7 @@ import (
 
 	"github.com/tiercel/tiercel/broker"
 	"github.com/tiercel/tiercel/internal/config"
+	"github.com/tiercel/tiercel/objstore"
 )
 
 // Broker is an in-process broker.
@@ -30,6 +31,7 @@ type Broker struct {
 	dir     string
 	addr    string
 	sets    []string
+	bucket  objstore.Bucket
 	b       *broker.Broker
 	stopped bool
 }
@@ -41,7 +43,14 @@ func Start(t testing.TB, sets ...string) *Broker { return StartIn(t, t.TempDir()
 // StartIn runs an in-process broker on an existing data directory.
 func StartIn(t testing.TB, dataDir string, sets ...string) *Broker {
 	t.Helper()
-	h := &Broker{t: t, dir: dataDir, addr: "127.0.0.1:0", sets: sets}
+	return StartWithBucket(t, dataDir, nil, sets...)
+}
+
+// StartWithBucket runs an in-process broker on dataDir whose object store
+// is bucket (nil: the configured or embedded one).
+func StartWithBucket(t testing.TB, dataDir string, bucket objstore.Bucket, sets ...string) *Broker {
+	t.Helper()
+	h := &Broker{t: t, dir: dataDir, addr: "127.0.0.1:0", sets: sets, bucket: bucket}
 	h.start()
 	t.Cleanup(h.Close)
 	return h
@@ -53,7 +62,7 @@ func (h *Broker) start() {
 	if err != nil {
 		h.t.Fatalf("brokertest: config: %v", err)
 	}
-	b, err := broker.New(broker.Options{Config: cfg})
+	b, err := broker.New(broker.Options{Config: cfg, Bucket: h.bucket})
 	if err != nil {
 		h.t.Fatalf("brokertest: %v", err)
 	}

@@ -55,7 +55,7 @@ type BrokerMetrics struct {
 	bytesOut    metric.Int64Counter
 	connections metric.Int64UpDownCounter
 
-	mu         sync.Mutex
+	mu           sync.Mutex
 	partitions   func() []PartitionStat
 	groups       func() GroupStats
 	tieringStats func() TieringStats

@@ -1,0 +1,327 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tiercel/tiercel/internal/brokertest"
+	"github.com/tiercel/tiercel/internal/testservers"
+	"github.com/tiercel/tiercel/objstore"
+	"github.com/tiercel/tiercel/objstore/azure"
+	"github.com/tiercel/tiercel/objstore/fs"
+	"github.com/tiercel/tiercel/objstore/gcs"
+	s3store "github.com/tiercel/tiercel/objstore/s3"
+)
+
+// Broker configs that make tiering visible within a test: plan every 50 ms,
+// and roll and check retention every 100 ms.
+var fastTiering = []string{
+	"remote.log.manager.task.interval.ms=50",
+	"log.retention.check.interval.ms=100",
+	"remote.fetch.max.wait.ms=2000",
+	"tiercel.remote.chunk.bytes=16384",
+	"tiercel.remote.cache.bytes=262144",
+}
+
+// tinySegments are topic configs for many small segments, rolled within
+// 300 ms even when idle, and a local log of at most two of them.
+var tinySegments = map[string]*string{
+	"segment.bytes":         kadm.StringPtr("8192"),
+	"segment.ms":            kadm.StringPtr("300"),
+	"local.retention.bytes": kadm.StringPtr("16384"),
+}
+
+var bucketSeq atomic.Int64
+
+// backend makes fresh buckets on one object store.
+type backend struct {
+	name      string
+	newBucket func(t *testing.T) objstore.Bucket
+}
+
+// backends starts every object store Tiercel supports: the filesystem
+// store, versitygw and MinIO (S3), fake-gcs-server (GCS) and Azurite.
+func backends(t *testing.T) []backend {
+	s3b := func(srv testservers.S3) func(t *testing.T) objstore.Bucket {
+		return func(t *testing.T) objstore.Bucket {
+			b, err := s3store.New(context.Background(), s3store.Config{Bucket: fmt.Sprintf("tiering-%d", bucketSeq.Add(1)), Endpoint: srv.Endpoint, PathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.CreateBucket(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	}
+	t.Setenv("STORAGE_EMULATOR_HOST", testservers.StartFakeGCS(t))
+	azConn := testservers.StartAzurite(t)
+	return []backend{
+		{"fs", func(t *testing.T) objstore.Bucket {
+			b, err := fs.New(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}},
+		{"versitygw", s3b(testservers.StartVersityGW(t))},
+		{"minio", s3b(testservers.StartMinIO(t))},
+		{"fake-gcs", func(t *testing.T) objstore.Bucket {
+			b, err := gcs.New(context.Background(), fmt.Sprintf("tiering-%d", bucketSeq.Add(1)), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b.Close() })
+			if err := b.CreateBucket(context.Background(), "test"); err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}},
+		{"azurite", func(t *testing.T) objstore.Bucket {
+			b, err := azure.NewFromConnectionString(azConn, fmt.Sprintf("tiering-%d", bucketSeq.Add(1)), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.CreateContainer(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}},
+	}
+}
+
+// sent is what the test produced, by partition and offset.
+type sent map[int32][]*kgo.Record
+
+// produceInto produces n records with keys, headers and distinct
+// timestamps over the topic's partitions and appends them to model, checking
+// that each partition's offsets continue it.
+func produceInto(t *testing.T, addr, topic string, n int, rng *rand.Rand, model sent) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(time.Millisecond), kgo.ProducerBatchMaxBytes(4096))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	base := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	var recs []*kgo.Record
+	for i := range n {
+		value := make([]byte, 100+rng.Intn(300))
+		rng.Read(value)
+		recs = append(recs, &kgo.Record{
+			Key:       []byte(fmt.Sprintf("key-%d", rng.Intn(50))),
+			Value:     value,
+			Headers:   []kgo.RecordHeader{{Key: "i", Value: []byte(fmt.Sprint(i))}},
+			Timestamp: base.Add(time.Duration(i) * time.Millisecond),
+		})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if want := int64(len(model[r.Partition])); r.Offset != want {
+			t.Fatalf("partition %d: record acknowledged at offset %d, want %d", r.Partition, r.Offset, want)
+		}
+		model[r.Partition] = append(model[r.Partition], r)
+	}
+}
+
+// consumeFrom reads a partition from offset until it has want records.
+func consumeFrom(t *testing.T, addr, topic string, partition int32, offset int64, want int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(offset)}}),
+		kgo.FetchMaxBytes(256<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var got []*kgo.Record
+	for len(got) < want {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("partition %d from %d: %d of %d records before %v", partition, offset, len(got), want, err)
+		}
+		fs.EachError(func(_ string, _ int32, err error) { t.Logf("fetch error (retried): %v", err) })
+		got = append(got, fs.Records()...)
+	}
+	return got[:want]
+}
+
+func sameRecord(a, b *kgo.Record) error {
+	switch {
+	case a.Offset != b.Offset:
+		return fmt.Errorf("offset %d, want %d", a.Offset, b.Offset)
+	case !bytes.Equal(a.Key, b.Key), !bytes.Equal(a.Value, b.Value):
+		return fmt.Errorf("offset %d: key or value differs", a.Offset)
+	case !a.Timestamp.Equal(b.Timestamp):
+		return fmt.Errorf("offset %d: timestamp %v, want %v", a.Offset, a.Timestamp, b.Timestamp)
+	case len(a.Headers) != len(b.Headers) || a.Headers[0].Key != b.Headers[0].Key || !bytes.Equal(a.Headers[0].Value, b.Headers[0].Value):
+		return fmt.Errorf("offset %d: headers differ", a.Offset)
+	}
+	return nil
+}
+
+// checkAll consumes every partition from the start and compares with what
+// was produced.
+func checkAll(t *testing.T, addr, topic string, model sent) {
+	t.Helper()
+	for p, want := range model {
+		got := consumeFrom(t, addr, topic, p, 0, len(want))
+		for i := range want {
+			if err := sameRecord(got[i], want[i]); err != nil {
+				t.Fatalf("partition %d: %v", p, err)
+			}
+		}
+	}
+}
+
+// offsets returns ListOffsets answers for every partition at a special
+// timestamp (-2 earliest, -4 earliest-local, -5 latest-tiered, -1 latest).
+func offsets(t *testing.T, adm *kadm.Client, topic string, ts int64) map[int32]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var res kadm.ListedOffsets
+	var err error
+	switch ts {
+	case -2:
+		res, err = adm.ListStartOffsets(ctx, topic)
+	case -1:
+		res, err = adm.ListEndOffsets(ctx, topic)
+	default:
+		res, err = adm.ListOffsetsAfterMilli(ctx, ts, topic)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int32]int64{}
+	res.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			t.Fatalf("list offsets %d: %v", ts, o.Err)
+		}
+		out[o.Partition] = o.Offset
+	})
+	return out
+}
+
+// waitTiered waits until every partition's records are all in the bucket
+// (latest-tiered + 1 = high watermark) and the local log has been trimmed.
+func waitTiered(t *testing.T, adm *kadm.Client, topic string, model sent) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		tiered, local := offsets(t, adm, topic, -5), offsets(t, adm, topic, -4)
+		done := true
+		for p, rs := range model {
+			if tiered[p]+1 < int64(len(rs)) || local[p] == 0 {
+				done = false
+			}
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not tiered within 60s: latest tiered %v, earliest local %v", tiered, local)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// bucketKeys lists the segment objects and manifests under topics/.
+func bucketKeys(t *testing.T, b objstore.Bucket) (segs, manifests []string) {
+	t.Helper()
+	err := b.List(context.Background(), "topics/", objstore.ListOptions{}, func(o objstore.ObjectInfo) error {
+		switch {
+		case strings.HasSuffix(o.Key, ".seg"):
+			segs = append(segs, o.Key)
+		case strings.HasSuffix(o.Key, "/manifest"):
+			manifests = append(manifests, o.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return segs, manifests
+}
+
+// topicID looks a topic's id up.
+func topicID(t *testing.T, adm *kadm.Client, topic string) string {
+	t.Helper()
+	md, err := adm.Metadata(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return md.Topics[topic].ID.String()
+}
+
+// TestTieringRoundTrip, on every object store: records rolled into many
+// tiny segments go to the bucket and leave the local disk; a consumer from
+// offset 0 and consumers from random offsets get exactly what was produced
+// (keys, values, headers, timestamps, offsets); then a broker with a new,
+// empty data directory on the same bucket serves all of it again and
+// carries on appending after it.
+func TestTieringRoundTrip(t *testing.T) {
+	const topic = "tiered"
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			seed := time.Now().UnixNano()
+			t.Logf("seed %d", seed)
+			rng := rand.New(rand.NewSource(seed))
+			bucket := be.newBucket(t)
+			br := brokertest.StartWithBucket(t, t.TempDir(), bucket, fastTiering...)
+			adm, cl := newAdmin(t, br.Addr())
+			defer cl.Close()
+			if _, err := adm.CreateTopic(context.Background(), 3, 1, tinySegments, topic); err != nil {
+				t.Fatal(err)
+			}
+			model := sent{}
+			produceInto(t, br.Addr(), topic, 1500, rng, model)
+			waitTiered(t, adm, topic, model)
+			if start := offsets(t, adm, topic, -2); start[0] != 0 || start[1] != 0 || start[2] != 0 {
+				t.Fatalf("earliest offsets %v, want 0 (tiered data counts)", start)
+			}
+			segs, manifests := bucketKeys(t, bucket)
+			if len(manifests) != 3 || len(segs) < 3*10 {
+				t.Fatalf("bucket holds %d segments and %d manifests", len(segs), len(manifests))
+			}
+			checkAll(t, br.Addr(), topic, model)
+			for range 12 {
+				p := int32(rng.Intn(3))
+				off := rng.Int63n(int64(len(model[p])))
+				got := consumeFrom(t, br.Addr(), topic, p, off, 1)
+				if err := sameRecord(got[0], model[p][off]); err != nil {
+					t.Fatalf("partition %d from %d: %v", p, off, err)
+				}
+			}
+
+			// A new broker with an empty disk on the same bucket.
+			br.Close()
+			br2 := brokertest.StartWithBucket(t, t.TempDir(), bucket, fastTiering...)
+			checkAll(t, br2.Addr(), topic, model)
+			adm2, cl2 := newAdmin(t, br2.Addr())
+			defer cl2.Close()
+			end := offsets(t, adm2, topic, -1)
+			for p, rs := range model {
+				if end[p] != int64(len(rs)) {
+					t.Fatalf("partition %d: end offset %d after the wipe, want %d", p, end[p], len(rs))
+				}
+			}
+			produceInto(t, br2.Addr(), topic, 30, rng, model)
+			checkAll(t, br2.Addr(), topic, model)
+		})
+	}
+}
