@@ -158,3 +158,24 @@ func parseUUID(s string) ([16]byte, error) {
 	copy(id[:], b)
 	return id, nil
 }
+
+// LiveTopicIDs reads the catalog in a bucket and returns the ids of its
+// topics: what garbage collection keeps.
+func LiveTopicIDs(ctx context.Context, b objstore.Bucket) (map[string]bool, error) {
+	data, _, err := objstore.ReadAll(ctx, b, catalogKey)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return nil, fmt.Errorf("%s holds no Tiercel catalog (%s): not a Tiercel bucket, or the wrong prefix", b.Name(), catalogKey)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c, err := readCatalog(data, nil)
+	if err != nil {
+		return nil, fmt.Errorf("catalog %s in %s: %w", catalogKey, b.Name(), err)
+	}
+	ids := map[string]bool{}
+	for _, t := range c.Topics {
+		ids[t.ID] = true
+	}
+	return ids, nil
+}

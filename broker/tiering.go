@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -236,4 +237,48 @@ func (b *Broker) tieringStats() telemetry.TieringStats {
 		st.Partitions = append(st.Partitions, lag)
 	}
 	return st
+}
+
+// TieringPartition is one partition's tiering state for `tiercel tiering status`.
+type TieringPartition struct {
+	Topic          string    `json:"topic"`
+	Partition      int32     `json:"partition"`
+	LocalStart     int64     `json:"localStart"`
+	LocalEnd       int64     `json:"localEnd"`
+	RemoteStart    int64     `json:"remoteStart"`
+	RemoteEnd      int64     `json:"remoteEnd"`
+	RemoteSegments int       `json:"remoteSegments"`
+	RemoteBytes    int64     `json:"remoteBytes"`
+	PendingBytes   int64     `json:"pendingBytes"`
+	LastUpload     time.Time `json:"lastUpload,omitzero"`
+	LastError      string    `json:"lastError,omitempty"`
+}
+
+// TieringStatus reports every tiered partition.
+func (b *Broker) TieringStatus() []TieringPartition {
+	names := map[string]string{}
+	b.mu.RLock()
+	for _, t := range b.topics {
+		names[t.meta.ID] = t.meta.Name
+	}
+	b.mu.RUnlock()
+	var out []TieringPartition
+	for _, p := range b.tierer.Status() {
+		name, ok := names[p.TopicID]
+		if !ok {
+			continue
+		}
+		out = append(out, TieringPartition{
+			Topic: name, Partition: p.Partition, LocalStart: p.LocalStart, LocalEnd: p.LocalEnd,
+			RemoteStart: p.RemoteStart, RemoteEnd: p.RemoteEnd, RemoteSegments: p.RemoteSegments, RemoteBytes: p.RemoteBytes,
+			PendingBytes: p.PendingBytes, LastUpload: p.LastUpload, LastError: p.LastError,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Topic != out[j].Topic {
+			return out[i].Topic < out[j].Topic
+		}
+		return out[i].Partition < out[j].Partition
+	})
+	return out
 }

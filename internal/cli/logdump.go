@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tiercel/tiercel/internal/recordbatch"
+	"github.com/tiercel/tiercel/objstore"
+	"github.com/tiercel/tiercel/tiering"
 )
 
 func init() { register(newLogCmd) }
@@ -27,21 +30,28 @@ func newLogCmd(g *Globals) *cobra.Command {
 // torn tail with its position.
 func logDumpCmd(g *Globals) *cobra.Command {
 	var printData, deep bool
+	var store string
 	cmd := &cobra.Command{
 		Use:   "dump PATH...",
-		Short: "Print the batches of a segment file, or the entries of an index (kafka-dump-log)",
+		Short: "Print the batches of a segment file, or the entries of an index (kafka-dump-log); with --objstore, of tiered segment objects",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var bucket objstore.Bucket
+			if store != "" {
+				b, err := objstore.Open(cmd.Context(), store)
+				if err != nil {
+					return err
+				}
+				defer b.Close()
+				bucket = objstore.WithRetries(b, objstore.DefaultRetryPolicy)
+			}
 			for _, path := range args {
 				fmt.Fprintf(cmd.OutOrStdout(), "Dumping %s\n", path)
 				var err error
-				switch filepath.Ext(path) {
-				case ".index":
-					err = dumpIndex(cmd.OutOrStdout(), path, 8)
-				case ".timeindex":
-					err = dumpIndex(cmd.OutOrStdout(), path, 12)
-				default:
-					err = dumpSegment(cmd.OutOrStdout(), g.Output == "json", path, printData, deep || printData)
+				if bucket != nil {
+					err = dumpTiered(cmd.Context(), cmd.OutOrStdout(), g.Output == "json", bucket, path, printData, deep || printData)
+				} else {
+					err = dumpLocal(cmd.OutOrStdout(), g.Output == "json", path, printData, deep)
 				}
 				if err != nil {
 					return err
@@ -50,9 +60,20 @@ func logDumpCmd(g *Globals) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&store, "objstore", "", "read segment objects (keys as listed by `tiercel objstore ls URL topics/`) from this object store URL")
 	cmd.Flags().BoolVar(&printData, "print-data-log", false, "print every record (offset, timestamp, key, value, headers)")
 	cmd.Flags().BoolVar(&deep, "deep-iteration", false, "decompress and check every record")
 	return cmd
+}
+
+func dumpLocal(w io.Writer, asJSON bool, path string, printData, deep bool) error {
+	switch filepath.Ext(path) {
+	case ".index":
+		return dumpIndex(w, path, 8)
+	case ".timeindex":
+		return dumpIndex(w, path, 12)
+	}
+	return dumpSegment(w, asJSON, path, printData, deep || printData)
 }
 
 func baseOffsetOf(path string) int64 {
@@ -118,6 +139,32 @@ func dumpSegment(w io.Writer, asJSON bool, path string, printData, deep bool) er
 	if err != nil {
 		return err
 	}
+	return dumpBatches(w, asJSON, path, data, printData, deep)
+}
+
+// dumpTiered prints a segment object in the bucket: its parts, then the
+// batches of its log part (checked against the part's CRC-32C first).
+func dumpTiered(ctx context.Context, w io.Writer, asJSON bool, b objstore.Bucket, key string, printData, deep bool) error {
+	attrs, err := b.Head(ctx, key)
+	if err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	f, err := tiering.ReadFooter(ctx, b, key, attrs.Size)
+	if err != nil {
+		return err
+	}
+	for _, p := range f.Parts {
+		fmt.Fprintf(w, "part: %s position: %d size: %d crc32c: %d\n", p.Name, p.Offset, p.Length, p.CRC)
+	}
+	data, err := tiering.ReadPart(ctx, b, key, f, tiering.PartLog)
+	if err != nil {
+		return err
+	}
+	return dumpBatches(w, asJSON, key, data, printData, deep)
+}
+
+// dumpBatches walks the record batches of one segment's bytes.
+func dumpBatches(w io.Writer, asJSON bool, path string, data []byte, printData, deep bool) error {
 	for pos := 0; pos < len(data); {
 		h, err := recordbatch.ParseHeader(data[pos:])
 		if err != nil || h.TotalSize() < recordbatch.HeaderSize || pos+h.TotalSize() > len(data) {
