@@ -105,6 +105,16 @@ func (m *Manifest) DropBefore(offset int64) []RemoteSegment {
 	return dropped
 }
 
+// names reports whether a segment of the manifest is the object key.
+func (m *Manifest) names(key string) bool {
+	for _, s := range m.Segments {
+		if s.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
 // Find returns the segment holding offset.
 func (m *Manifest) Find(offset int64) (RemoteSegment, bool) {
 	if offset < m.LogStart {

@@ -39,11 +39,17 @@ func Upload(ctx context.Context, b objstore.Bucket, store ManifestStore, topicID
 		})
 		return err
 	})
-	if err == nil && !added {
-		// Best effort: garbage collection removes it if this fails.
+	if err != nil {
+		return m, false, err
+	}
+	if !m.names(key) {
+		// The segment was already there under another key: nothing names
+		// this object (garbage collection removes it if the delete fails).
+		// When the manifest names it, our write landed on an attempt whose
+		// answer was lost and Add saw its own effect: keep it.
 		_ = b.Delete(ctx, key)
 	}
-	return m, added, err
+	return m, added, nil
 }
 
 // ReadFooter fetches a segment object's footer with one ranged GET of its

@@ -194,3 +194,50 @@ func TestRemoteReadsMatchLocal(t *testing.T) {
 }
 
 func newRand(seed int64) *rand.Rand { return rand.New(rand.NewSource(seed)) }
+
+// loseManifestAnswer loses the answer of the first manifest write (the
+// write happens) and fails the read that would settle it, so the retry
+// layer reports a lost race and the update runs again on a manifest that
+// already names the upload.
+type loseManifestAnswer struct {
+	objstore.Bucket
+	lost, failedRead bool
+}
+
+func (b *loseManifestAnswer) Put(ctx context.Context, key string, r io.Reader, o objstore.PutOptions) (objstore.Attrs, error) {
+	a, err := b.Bucket.Put(ctx, key, r, o)
+	if err == nil && !b.lost && bytes.HasSuffix([]byte(key), []byte("/manifest")) {
+		b.lost = true
+		return objstore.Attrs{}, objstore.Errorf(objstore.ErrRetriable, "put", "test", key, io.ErrUnexpectedEOF)
+	}
+	return a, err
+}
+
+func (b *loseManifestAnswer) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, objstore.Attrs, error) {
+	if b.lost && !b.failedRead {
+		b.failedRead = true
+		return nil, objstore.Attrs{}, objstore.Errorf(objstore.ErrPermanent, "get", "test", key, io.ErrUnexpectedEOF)
+	}
+	return b.Bucket.Get(ctx, key, off, n)
+}
+
+// TestUploadKeepsItsObjectAfterALostAnswer: an upload whose manifest write
+// landed unseen must not delete its object, which the manifest names.
+func TestUploadKeepsItsObjectAfterALostAnswer(t *testing.T) {
+	ctx := context.Background()
+	inner := mem.New("lost")
+	b := objstore.WithRetries(&loseManifestAnswer{Bucket: inner}, objstore.RetryPolicy{Attempts: 3, Base: time.Millisecond, Max: time.Millisecond})
+	store := tiering.ManifestStore{Bucket: b}
+	logBytes, _ := recordbatch.Build([]recordbatch.Record{{Value: []byte("v")}}, recordbatch.NoProducer())
+	seg := tiering.Segment{Info: tiering.LocalSegment{BaseOffset: 0, NextOffset: 1, Size: int64(len(logBytes))}, Log: bytes.NewReader(logBytes)}
+	m, _, err := tiering.Upload(ctx, b, store, "tid", 0, 0, seg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Segments) != 1 {
+		t.Fatalf("manifest %+v", m)
+	}
+	if _, err := inner.Head(ctx, m.Segments[0].Key); err != nil {
+		t.Fatalf("the object the manifest names is gone: %v", err)
+	}
+}
