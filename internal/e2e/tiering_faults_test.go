@@ -135,8 +135,9 @@ func TestTieringKill9(t *testing.T) {
 	defer cancel()
 	var (
 		mu    sync.Mutex
-		acked = map[string]bool{}
-		wg    sync.WaitGroup
+		acked       = map[string]bool{}
+		produceErrs = map[string]int{}
+		wg          sync.WaitGroup
 	)
 	clients := make([]*kgo.Client, producers)
 	for p := range producers {
@@ -154,10 +155,12 @@ func TestTieringKill9(t *testing.T) {
 			for seq := 0; ctx.Err() == nil; seq++ {
 				v := fmt.Sprintf("%d-%09d", p, seq)
 				cl.Produce(ctx, &kgo.Record{Value: []byte(v), Key: []byte(pad), Partition: int32(seq % partitions)}, func(r *kgo.Record, err error) {
+					mu.Lock()
+					defer mu.Unlock()
 					if err == nil {
-						mu.Lock()
 						acked[string(r.Value)] = true
-						mu.Unlock()
+					} else if produceErrs[err.Error()]++; produceErrs[err.Error()] == 1 {
+						t.Logf("produce error: %v", err)
 					}
 				})
 			}
@@ -169,8 +172,9 @@ func TestTieringKill9(t *testing.T) {
 		mu.Lock()
 		n := len(acked)
 		mu.Unlock()
+		began := time.Now()
 		proc.Restart()
-		t.Logf("cycle %d: killed with %d records acknowledged", c, n)
+		t.Logf("cycle %d: killed with %d records acknowledged; serving again after %v", c, n, time.Since(began).Round(time.Millisecond))
 	}
 	time.Sleep(500 * time.Millisecond)
 	cancel()

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/base64"
 	"context"
 	"fmt"
 	"math/rand"
@@ -265,7 +266,9 @@ func topicID(t *testing.T, adm *kadm.Client, topic string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return md.Topics[topic].ID.String()
+	id := md.Topics[topic].ID
+	// Kafka's Uuid text form, which Tiercel's keys use (kadm prints standard base64).
+	return base64.RawURLEncoding.EncodeToString(id[:])
 }
 
 // TestTieringRoundTrip, on every object store: records rolled into many
