@@ -374,3 +374,25 @@ func TestTornTailTruncated(t *testing.T) {
 		t.Fatalf("append after truncation at %d", r.BaseOffset)
 	}
 }
+
+// TestSegmentMsAfterRestart: an active segment that gets no more appends
+// after a restart still rolls by segment.ms (counted from the reopening),
+// so idle partitions keep rolling and tiering.
+func TestSegmentMsAfterRestart(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.SegmentMs = 1000
+	e := newEnv(vfs.Default, t.TempDir(), cfg)
+	m := e.open(t)
+	l, _ := m.Create(tp0, [16]byte{}, cfg)
+	mustAppend(t, l, batch(t, "a"))
+	m.Close()
+	m2 := e.open(t)
+	defer m2.Close()
+	l = m2.Get(tp0)
+	l.SetConfig(cfg)
+	e.now += 5000
+	m2.ApplyRetention()
+	if segs := l.Segments(); len(segs) != 2 || segs[0].Active || segs[0].NextOffset != 1 {
+		t.Fatalf("segments after segment.ms passed since the restart: %+v", segs)
+	}
+}

@@ -198,6 +198,12 @@ func (m *Manager) openLog(tp TopicPartition, dir string, cfg Config, ri recovery
 	l.synced = l.end
 	l.producers.truncate(l.end)
 	l.epochs.truncateFrom(l.end)
+	if act := l.active(); act.size > 0 {
+		// segment.ms counts from the first append, which a restart forgets:
+		// count from the reopening, or a segment that gets no more appends
+		// would never roll (and never tier).
+		act.createdMs = m.nowMs()
+	}
 	return l, nil
 }
 
