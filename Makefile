@@ -37,7 +37,7 @@ unit:
 fuzz:
 	bash scripts/fuzz.sh $(FUZZTIME)
 
-bench: build
+bench: build tools
 	bash scripts/bench.sh
 
 # The S3 backend against versitygw and MinIO, the bare SDK and local disk.

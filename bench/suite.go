@@ -28,27 +28,29 @@ type SuiteOptions struct {
 	RecoveryGiB     float64 // fill the log to this size, kill -9, time the restart (0 = skip)
 	IdlePartitions  int     // create this many idle partitions and report RSS per partition (0 = skip)
 	Groups          bool    // run the consumer-group benchmarks on a second broker
+	VersityGW       string  // the versitygw binary for the tiering benchmarks ("" = skip them)
 	Progress        io.Writer
 }
 
 // Report is the suite's outcome with the machine limits it is compared to.
 type Report struct {
-	Date             string       `json:"date"`
-	DiskAppend1MiB   float64      `json:"disk_append_1mib_fdatasync_mib_s"`
-	DiskAppend64KiB  float64      `json:"disk_append_64kib_fdatasync_mib_s"`
-	LoopbackMiBs     float64      `json:"loopback_mib_s"`
-	Produce          Result       `json:"produce"`
-	Consume          Result       `json:"consume"`
-	E2E              Result       `json:"e2e"`
-	ProduceCPUPerGiB float64      `json:"broker_cpu_seconds_per_gib_produced"`
-	ConsumeCPUPerGiB float64      `json:"broker_cpu_seconds_per_gib_consumed"`
-	BrokerRSSMiB     float64      `json:"broker_rss_mib"`
-	ProduceRatio     float64      `json:"produce_over_disk_append"`
-	RecoveryGiB      float64      `json:"recovery_log_gib,omitempty"`
-	RecoverySeconds  float64      `json:"recovery_seconds_after_kill9,omitempty"`
-	IdlePartitions   int          `json:"idle_partitions,omitempty"`
-	IdleKiBPerPart   float64      `json:"rss_kib_per_idle_partition,omitempty"`
-	Groups           *GroupReport `json:"groups,omitempty"`
+	Date             string         `json:"date"`
+	DiskAppend1MiB   float64        `json:"disk_append_1mib_fdatasync_mib_s"`
+	DiskAppend64KiB  float64        `json:"disk_append_64kib_fdatasync_mib_s"`
+	LoopbackMiBs     float64        `json:"loopback_mib_s"`
+	Produce          Result         `json:"produce"`
+	Consume          Result         `json:"consume"`
+	E2E              Result         `json:"e2e"`
+	ProduceCPUPerGiB float64        `json:"broker_cpu_seconds_per_gib_produced"`
+	ConsumeCPUPerGiB float64        `json:"broker_cpu_seconds_per_gib_consumed"`
+	BrokerRSSMiB     float64        `json:"broker_rss_mib"`
+	ProduceRatio     float64        `json:"produce_over_disk_append"`
+	RecoveryGiB      float64        `json:"recovery_log_gib,omitempty"`
+	RecoverySeconds  float64        `json:"recovery_seconds_after_kill9,omitempty"`
+	IdlePartitions   int            `json:"idle_partitions,omitempty"`
+	IdleKiBPerPart   float64        `json:"rss_kib_per_idle_partition,omitempty"`
+	Groups           *GroupReport   `json:"groups,omitempty"`
+	Tiering          *TieringReport `json:"tiering,omitempty"`
 }
 
 // RunSuite measures the machine's limits, starts a broker, and runs the
@@ -173,6 +175,15 @@ func RunSuite(ctx context.Context, o SuiteOptions) (Report, error) {
 			return rep, fmt.Errorf("group benchmarks: %w", err)
 		}
 		rep.Groups = &g
+	}
+	if o.VersityGW != "" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		tr, err := RunTiering(ctx, o.Binary, o.VersityGW, data, logf)
+		if err != nil {
+			return rep, fmt.Errorf("tiering benchmarks: %w", err)
+		}
+		rep.Tiering = &tr
 	}
 	return rep, nil
 }
@@ -362,7 +373,11 @@ func (r Report) extra() string {
 	if r.IdlePartitions > 0 {
 		s += fmt.Sprintf("  RSS per idle partition (%d): %.1f KiB                      (target <= 50: %s)\n", r.IdlePartitions, r.IdleKiBPerPart, map[bool]string{true: "meets target", false: "MISSES target"}[r.IdleKiBPerPart <= 50])
 	}
-	return s + r.GroupSummary()
+	s += r.GroupSummary()
+	if r.Tiering != nil {
+		s += r.Tiering.Summary()
+	}
+	return s
 }
 
 // JSON renders the report as JSON.

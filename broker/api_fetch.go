@@ -176,7 +176,10 @@ func (b *Broker) readParts(ctx context.Context, parts []fetchPart, maxTotal int3
 		limit := min(p.maxBytes, max(remaining, 1))
 		if p.offset >= start && p.offset < l.StartOffset() {
 			if seg, ok := b.tierer.Find(t.meta.ID, p.part, p.offset); ok {
+				// Its size is known only once read: reserve its limit so the
+				// reads in parallel stay within the response's budget.
 				remote = append(remote, remoteJob{result: i, seg: seg, offset: p.offset, maxBytes: int(limit)})
+				total += int(limit)
 				continue
 			}
 		}

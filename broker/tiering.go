@@ -63,6 +63,7 @@ func (b *Broker) startTiering() error {
 	b.remote = tiering.NewReader(tiering.ReaderOptions{
 		Bucket: b.bucket, Cache: cache,
 		ChunkBytes: b.cfg.Int64("tiercel.remote.chunk.bytes"), ReadAhead: int(b.cfg.Int64("tiercel.remote.read.ahead.chunks")),
+		Fetchers:   4 * int(b.cfg.Int64("remote.log.reader.threads")),
 	})
 	b.remoteSlots = make(chan struct{}, b.cfg.Int64("remote.log.reader.threads"))
 	b.tierer = tiering.NewTierer(tiering.TiererOptions{
@@ -166,6 +167,7 @@ func (a localLog) OpenSegment(base int64) (tiering.Segment, func() error, error)
 			tiering.PartOffsetIndex: cs.Index,
 			tiering.PartTimeIndex:   cs.TimeIndex,
 			tiering.PartEpochs:      cs.Epochs,
+			tiering.PartProducers:   cs.Producers,
 		},
 	}
 	return seg, cs.Close, nil
@@ -281,4 +283,27 @@ func (b *Broker) TieringStatus() []TieringPartition {
 		return out[i].Partition < out[j].Partition
 	})
 	return out
+}
+
+// restoreProducers loads the idempotent-producer state from the newest
+// tiered segment into a log created empty at the manifest's end.
+func (b *Broker) restoreProducers(l *storage.Log, man *tiering.Manifest) error {
+	if len(man.Segments) == 0 {
+		return nil
+	}
+	seg := man.Segments[len(man.Segments)-1]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f, err := tiering.ReadFooter(ctx, b.bucket, seg.Key, seg.Size)
+	if err != nil {
+		return err
+	}
+	if _, ok := f.Part(tiering.PartProducers); !ok {
+		return nil
+	}
+	snap, err := tiering.ReadPart(ctx, b.bucket, seg.Key, f, tiering.PartProducers)
+	if err != nil {
+		return err
+	}
+	return l.RestoreProducers(snap)
 }

@@ -106,6 +106,9 @@ func (b *Broker) openPartition(tp storage.TopicPartition, id [16]byte, m *topicM
 			return nil, err
 		}
 		if start > 0 {
+			if err := b.restoreProducers(l, man); err != nil {
+				return nil, fmt.Errorf("producer state of %s-%d from the object store: %w", tp.Topic, tp.Partition, err)
+			}
 			b.logger.Warn("partition has no local data: serving its tiered offsets from the object store; records after them that were not tiered are lost on a single node",
 				"topic", tp.Topic, "partition", tp.Partition, "tiered_start", man.LogStart, "tiered_end", start)
 		}

@@ -50,6 +50,14 @@ func (c *ChunkCache) Get(key string, index int64) ([]byte, bool) {
 	return data, err == nil
 }
 
+// Has reports whether a chunk is cached (without reading it).
+func (c *ChunkCache) Has(key string, index int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.lru.entries[chunkName(key, index)]
+	return ok
+}
+
 // Put stores a chunk; a write error only means it is not cached.
 func (c *ChunkCache) Put(key string, index int64, data []byte) {
 	name := chunkName(key, index)

@@ -22,6 +22,7 @@ type Reader struct {
 	readAhead int
 	fetchTime time.Duration // bound on one chunk fetch, independent of the asking reader
 
+	slots    chan struct{} // bounds chunk GETs in flight
 	mu       sync.Mutex
 	meta     *lru[string, *segmentMeta]
 	inflight map[chunkID]*chunkCall
@@ -36,6 +37,8 @@ type ReaderOptions struct {
 	ChunkBytes int64 // size of one ranged GET
 	ReadAhead  int   // chunks fetched past the last one read
 	MetaBytes  int64 // bound on cached footers and indexes
+	// Fetchers bounds the chunk GETs in flight (read-ahead included).
+	Fetchers int
 	// FetchTimeout bounds one chunk fetch. Fetches run detached from the
 	// reader that asked, so a consumer whose fetch deadline passed still
 	// finds the chunk in the cache when it asks again.
@@ -70,9 +73,12 @@ func NewReader(o ReaderOptions) *Reader {
 	if o.FetchTimeout <= 0 {
 		o.FetchTimeout = 30 * time.Second
 	}
+	if o.Fetchers <= 0 {
+		o.Fetchers = 32
+	}
 	return &Reader{
 		bucket: o.Bucket, cache: o.Cache, chunk: o.ChunkBytes, readAhead: o.ReadAhead, fetchTime: o.FetchTimeout,
-		meta: newLRU[string, *segmentMeta](o.MetaBytes, nil), inflight: map[chunkID]*chunkCall{},
+		meta: newLRU[string, *segmentMeta](o.MetaBytes, nil), inflight: map[chunkID]*chunkCall{}, slots: make(chan struct{}, o.Fetchers),
 	}
 }
 
@@ -93,6 +99,10 @@ func (r *Reader) Read(ctx context.Context, seg RemoteSegment, offset int64, maxB
 	if err != nil {
 		return nil, err
 	}
+	// Start every chunk the read will need (and the read-ahead) at once,
+	// so a large read is parallel GETs rather than one after another.
+	from := indexPosition(m.index, seg.BaseOffset, offset) / r.chunk
+	r.prefetch(seg.Key, m.log, from-1, (int64(maxBytes)+r.chunk-1)/r.chunk+int64(r.readAhead))
 	var last int64 = -1
 	fetch := func(ctx context.Context, off, n int64) ([]byte, error) {
 		out := make([]byte, 0, n)
@@ -115,22 +125,20 @@ func (r *Reader) Read(ctx context.Context, seg RemoteSegment, offset int64, maxB
 	}
 	out, err := readRecords(ctx, fetch, seg, int64(m.log.Length), m.index, offset, maxBytes, int(r.chunk))
 	if err == nil && last >= 0 {
-		r.prefetch(seg.Key, m.log, last)
+		r.prefetch(seg.Key, m.log, last, int64(r.readAhead))
 	}
 	return out, err
 }
 
-// prefetch starts fetching the chunks after last, for a consumer that
-// reads on; it never waits.
-func (r *Reader) prefetch(key string, log PartRef, last int64) {
+// prefetch starts fetching the n chunks after last that are neither
+// cached nor in flight; it never waits.
+func (r *Reader) prefetch(key string, log PartRef, last, n int64) {
 	chunks := (int64(log.Length) + r.chunk - 1) / r.chunk
-	for i := last + 1; i <= last+int64(r.readAhead) && i < chunks; i++ {
-		if r.cache != nil {
-			if _, ok := r.cache.Get(key, i); ok {
-				continue
-			}
+	for i := last + 1; i <= last+n && i < chunks; i++ {
+		if r.cache != nil && r.cache.Has(key, i) {
+			continue
 		}
-		go func() { _, _ = r.chunkData(context.Background(), key, log, i) }()
+		r.start(chunkID{key, i}, log)
 	}
 }
 
@@ -143,16 +151,7 @@ func (r *Reader) chunkData(ctx context.Context, key string, log PartRef, i int64
 			return data, nil
 		}
 	}
-	id := chunkID{key, i}
-	r.mu.Lock()
-	call, ok := r.inflight[id]
-	if !ok {
-		call = &chunkCall{done: make(chan struct{})}
-		r.inflight[id] = call
-		r.misses.Add(1)
-		go r.fetchChunk(id, log, call)
-	}
-	r.mu.Unlock()
+	call := r.start(chunkID{key, i}, log)
 	select {
 	case <-call.done:
 		return call.data, call.err
@@ -161,7 +160,23 @@ func (r *Reader) chunkData(ctx context.Context, key string, log PartRef, i int64
 	}
 }
 
+// start returns the fetch of a chunk in flight, starting it if there is none.
+func (r *Reader) start(id chunkID, log PartRef) *chunkCall {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	call, ok := r.inflight[id]
+	if !ok {
+		call = &chunkCall{done: make(chan struct{})}
+		r.inflight[id] = call
+		r.misses.Add(1)
+		go r.fetchChunk(id, log, call)
+	}
+	return call
+}
+
 func (r *Reader) fetchChunk(id chunkID, log PartRef, call *chunkCall) {
+	r.slots <- struct{}{}
+	defer func() { <-r.slots }()
 	ctx, cancel := context.WithTimeout(context.Background(), r.fetchTime)
 	defer cancel()
 	start := id.index * r.chunk

@@ -103,8 +103,9 @@ func EncodeSegment(parts map[string][]byte) ([]byte, error) {
 
 // SegmentObject lays out a segment as one object without holding its log
 // in memory: the log is read once for its CRC, then streamed in the body.
-// parts are the other parts (not the log).
-func SegmentObject(log io.ReaderAt, logSize int64, parts map[string][]byte) (io.Reader, int64, error) {
+// parts are the other parts (not the log). The body is seekable, so a
+// store can send it in one request and rewind it to retry.
+func SegmentObject(log io.ReaderAt, logSize int64, parts map[string][]byte) (io.ReadSeeker, int64, error) {
 	h := crc32.New(castagnoli)
 	if _, err := io.Copy(h, io.NewSectionReader(log, 0, logSize)); err != nil {
 		return nil, 0, fmt.Errorf("tiering: reading the log part: %w", err)
@@ -125,7 +126,42 @@ func SegmentObject(log io.ReaderAt, logSize int64, parts map[string][]byte) (io.
 		tail = append(tail, p...)
 	}
 	tail = appendFooter(tail, f)
-	return io.MultiReader(io.NewSectionReader(log, 0, logSize), bytes.NewReader(tail)), logSize + int64(len(tail)), nil
+	total := logSize + int64(len(tail))
+	return io.NewSectionReader(concatReaderAt{log, logSize, tail}, 0, total), total, nil
+}
+
+// concatReaderAt reads the first n bytes of head, then tail.
+type concatReaderAt struct {
+	head io.ReaderAt
+	n    int64
+	tail []byte
+}
+
+func (c concatReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	done := 0
+	if off < c.n {
+		k := min(int64(len(p)), c.n-off)
+		m, err := c.head.ReadAt(p[:k], off)
+		if m < int(k) {
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF // the log file is shorter than it was
+			}
+			return m, err
+		}
+		done, off = m, c.n
+	}
+	if done == len(p) {
+		return done, nil
+	}
+	rel := off - c.n
+	if rel >= int64(len(c.tail)) {
+		return done, io.EOF
+	}
+	m := copy(p[done:], c.tail[rel:])
+	if done+m < len(p) {
+		return done + m, io.EOF
+	}
+	return done + m, nil
 }
 
 func appendFooter(out []byte, f Footer) []byte {

@@ -88,6 +88,15 @@ func (ps *producerState) update(h recordbatch.Header) {
 	e.batches = append(e.batches, batchMeta{firstSeq: h.BaseSequence, lastSeq: h.LastSequence(), firstOffset: h.BaseOffset, lastOffset: h.LastOffset()})
 }
 
+// clone copies the state.
+func (ps *producerState) clone() *producerState {
+	c := newProducerState()
+	for pid, e := range ps.producers {
+		c.producers[pid] = &producerEntry{epoch: e.epoch, batches: append([]batchMeta(nil), e.batches...)}
+	}
+	return c
+}
+
 // truncate forgets batches at or above offset (a truncated log tail).
 func (ps *producerState) truncate(offset int64) {
 	for pid, e := range ps.producers {

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -125,6 +126,7 @@ func newBenchCmd(g *Globals) *cobra.Command {
 	sf.Float64Var(&so.RecoveryGiB, "recovery-gib", 10, "fill the log to this many GiB, kill -9 the broker and time its restart (0 skips)")
 	sf.IntVar(&so.IdlePartitions, "idle-partitions", 10000, "create this many idle partitions and report RSS per partition (0 skips)")
 	sf.BoolVar(&so.Groups, "groups", true, "also run the consumer-group benchmarks (rebalance, commits/s, offsets load time)")
+	sf.StringVar(&so.VersityGW, "versitygw", defaultVersityGW(), "versitygw binary for the tiering benchmarks (empty skips them)")
 	var groupsDir string
 	groups := &cobra.Command{Use: "groups", Short: "The consumer-group benchmarks alone, on a broker it starts", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -151,6 +153,41 @@ func newBenchCmd(g *Globals) *cobra.Command {
 			return nil
 		}}
 	groups.Flags().StringVar(&groupsDir, "dir", ".", "directory for the broker's data")
-	cmd.AddCommand(produce, consume, e2e, disk, loop, suite, groups)
+	var tierDir, versity string
+	tier := &cobra.Command{Use: "tiering", Short: "The tiering benchmarks alone, against versitygw, on brokers it starts", Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			dir, err := os.MkdirTemp(tierDir, "tiercel-bench-tiering-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+			tr, err := bench.RunTiering(c.Context(), exe, versity, dir, logf)
+			if err != nil {
+				return err
+			}
+			if g.Output == "json" {
+				return printJSON(c.OutOrStdout(), tr)
+			}
+			fmt.Fprint(c.OutOrStdout(), tr.Summary())
+			return nil
+		}}
+	tier.Flags().StringVar(&tierDir, "dir", ".", "directory for the brokers' data and versitygw's files")
+	tier.Flags().StringVar(&versity, "versitygw", defaultVersityGW(), "versitygw binary (scripts/install-test-tools.sh installs it)")
+	cmd.AddCommand(produce, consume, e2e, disk, loop, suite, groups, tier)
 	return cmd
+}
+
+// defaultVersityGW is where scripts/install-test-tools.sh puts versitygw.
+func defaultVersityGW() string {
+	tools := os.Getenv("TIERCEL_TOOLS")
+	if tools == "" {
+		home, _ := os.UserHomeDir()
+		tools = filepath.Join(home, ".cache", "tiercel-tools")
+	}
+	return filepath.Join(tools, "bin", "versitygw")
 }

@@ -134,7 +134,7 @@ func TestTieringKill9(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var (
-		mu    sync.Mutex
+		mu          sync.Mutex
 		acked       = map[string]bool{}
 		produceErrs = map[string]int{}
 		wg          sync.WaitGroup
@@ -235,4 +235,3 @@ func listSegs(t *testing.T, b objstore.Bucket, id string) []string {
 	sort.Strings(out)
 	return out
 }
-

@@ -2,8 +2,9 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/base64"
 	"context"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"math/rand"
 	"strings"
@@ -12,9 +13,12 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tiercel/tiercel/internal/brokertest"
+	"github.com/tiercel/tiercel/internal/recordbatch"
 	"github.com/tiercel/tiercel/internal/testservers"
 	"github.com/tiercel/tiercel/objstore"
 	"github.com/tiercel/tiercel/objstore/azure"
@@ -326,5 +330,75 @@ func TestTieringRoundTrip(t *testing.T) {
 			produceInto(t, br2.Addr(), topic, 30, rng, model)
 			checkAll(t, br2.Addr(), topic, model)
 		})
+	}
+}
+
+// TestTieringKeepsProducerState: an idempotent producer's state travels
+// with the tiered segments, so after a broker restarts on an empty disk a
+// retried batch is still recognised as a duplicate (same offsets, nothing
+// appended), the next sequence is accepted, and a gap is refused.
+func TestTieringKeepsProducerState(t *testing.T) {
+	const topic = "idempotent"
+	bucket, err := fs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := brokertest.StartWithBucket(t, t.TempDir(), bucket, fastTiering...)
+	adm, cl := newAdmin(t, br.Addr())
+	defer cl.Close()
+	if _, err := adm.CreateTopic(context.Background(), 1, 1, tinySegments, topic); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.ProducerID, init.ProducerEpoch = -1, -1
+	ir, err := init.RequestWith(ctx, cl)
+	if err != nil || ir.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %v %v", err, ir)
+	}
+	produce := func(cl *kgo.Client, seq int32) (int64, error) {
+		now := time.Now().UnixMilli()
+		recs := []recordbatch.Record{{Timestamp: now, Value: bytes.Repeat([]byte{byte(seq)}, 1500)}, {Timestamp: now, Value: []byte("second")}}
+		batch, err := recordbatch.Build(recs, recordbatch.BuildOptions{ProducerID: ir.ProducerID, ProducerEpoch: ir.ProducerEpoch, BaseSequence: seq})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := kmsg.NewPtrProduceRequest()
+		req.Acks, req.TimeoutMillis = -1, 10000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = batch
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := resp.Topics[0].Partitions[0]
+		return p.BaseOffset, kerr.ErrorForCode(p.ErrorCode)
+	}
+	var last int32
+	for seq := int32(0); seq < 60; seq += 2 {
+		if off, err := produce(cl, seq); err != nil || off != int64(seq) {
+			t.Fatalf("sequence %d: offset %d, %v", seq, off, err)
+		}
+		last = seq
+	}
+	model := sent{0: make([]*kgo.Record, 60)}
+	waitTiered(t, adm, topic, model)
+	br.Close()
+
+	br2 := brokertest.StartWithBucket(t, t.TempDir(), bucket, fastTiering...)
+	_, cl2 := newAdmin(t, br2.Addr())
+	defer cl2.Close()
+	if off, err := produce(cl2, last); err != nil || off != int64(last) {
+		t.Fatalf("the last batch retried after the wipe: offset %d, %v; want the original offset %d (a duplicate)", off, err, last)
+	}
+	if off, err := produce(cl2, last+2); err != nil || off != 60 {
+		t.Fatalf("the next sequence after the wipe: offset %d, %v; want 60", off, err)
+	}
+	if _, err := produce(cl2, last+10); !errors.Is(err, kerr.OutOfOrderSequenceNumber) {
+		t.Fatalf("a sequence gap after the wipe: %v; want OUT_OF_ORDER_SEQUENCE_NUMBER", err)
 	}
 }

@@ -179,8 +179,10 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, opts objstore
 }
 
 // singlePutMax is the largest known-size, seekable body sent as one
-// PutObject; larger ones go multipart for parallel parts.
-const singlePutMax = 64 << 20
+// PutObject (S3 allows 5 GiB); larger ones go multipart. A tiered segment
+// (1 GiB by default) is then one request, not 64 parts: requests per GiB
+// are a cost, and the body streams from its file without a buffer.
+const singlePutMax = 2 << 30
 
 func (b *Bucket) put(ctx context.Context, key string, r io.Reader, opts objstore.PutOptions) (objstore.Attrs, error) {
 	if rs, ok := r.(io.ReadSeeker); ok && opts.Size >= 0 && opts.Size <= singlePutMax {
