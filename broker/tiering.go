@@ -63,7 +63,7 @@ func (b *Broker) startTiering() error {
 	b.remote = tiering.NewReader(tiering.ReaderOptions{
 		Bucket: b.bucket, Cache: cache,
 		ChunkBytes: b.cfg.Int64("tiercel.remote.chunk.bytes"), ReadAhead: int(b.cfg.Int64("tiercel.remote.read.ahead.chunks")),
-		Fetchers:   4 * int(b.cfg.Int64("remote.log.reader.threads")),
+		Fetchers: 4 * int(b.cfg.Int64("remote.log.reader.threads")),
 	})
 	b.remoteSlots = make(chan struct{}, b.cfg.Int64("remote.log.reader.threads"))
 	b.tierer = tiering.NewTierer(tiering.TiererOptions{

@@ -44,8 +44,8 @@ func (l *Log) OpenClosedSegment(base int64) (*ClosedSegment, error) {
 		ps.truncate(s.next)
 		return &ClosedSegment{
 			Producers: ps.marshal(),
-			Info: SegmentInfo{BaseOffset: s.base, NextOffset: s.next, SizeBytes: s.size, MaxTimestamp: s.maxTS},
-			Log:  f, Index: s.indexBytes(), TimeIndex: s.timeIndexBytes(), Epochs: l.epochs.marshal(),
+			Info:      SegmentInfo{BaseOffset: s.base, NextOffset: s.next, SizeBytes: s.size, MaxTimestamp: s.maxTS},
+			Log:       f, Index: s.indexBytes(), TimeIndex: s.timeIndexBytes(), Epochs: l.epochs.marshal(),
 			close: f.Close,
 		}, nil
 	}
