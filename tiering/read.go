@@ -58,9 +58,25 @@ func readRecords(ctx context.Context, fetch rangeFunc, seg RemoteSegment, end in
 		return nil, fmt.Errorf("tiering: offset %d is not in segment [%d, %d)", offset, seg.BaseOffset, seg.NextOffset)
 	}
 	pos := indexPosition(index, seg.BaseOffset, offset)
+	// The batches returned are contiguous in the log: while they all lie
+	// in the buffer they are returned as a view of it ([run, pos)); they
+	// are copied out only when the buffer is about to be replaced.
 	var out []byte
+	run := int64(-1)
 	buf := []byte{}
 	bufStart := pos
+	flush := func() {
+		if run >= 0 {
+			out = append(out, buf[run-bufStart:pos-bufStart]...)
+			run = -1
+		}
+	}
+	taken := func() int {
+		if run < 0 {
+			return len(out)
+		}
+		return len(out) + int(pos-run)
+	}
 	for pos < end {
 		// Make sure the batch header at pos, then the whole batch, is buffered.
 		need := func(n int64) error {
@@ -71,6 +87,7 @@ func readRecords(ctx context.Context, fetch rangeFunc, seg RemoteSegment, end in
 			if pos+n > end {
 				return fmt.Errorf("%s: %w: a batch at %d runs past the log part", seg.Key, ErrCorruptObject, pos)
 			}
+			flush()
 			if pos > have {
 				// Skipped past what is buffered: start afresh at pos.
 				buf, bufStart, have = buf[:0], pos, pos
@@ -81,8 +98,11 @@ func readRecords(ctx context.Context, fetch rangeFunc, seg RemoteSegment, end in
 				return err
 			}
 			// Keep what is not consumed yet, then what was read.
-			keep := buf[pos-bufStart:]
-			buf = append(append(make([]byte, 0, len(keep)+len(more)), keep...), more...)
+			if keep := buf[pos-bufStart:]; len(keep) == 0 {
+				buf = more // fetched bytes are never modified: no copy
+			} else {
+				buf = append(append(make([]byte, 0, len(keep)+len(more)), keep...), more...)
+			}
 			bufStart = pos
 			return nil
 		}
@@ -100,17 +120,23 @@ func readRecords(ctx context.Context, fetch rangeFunc, seg RemoteSegment, end in
 			pos += size
 			continue
 		}
-		if len(out) > 0 && len(out)+int(size) > maxBytes {
+		if taken() > 0 && taken()+int(size) > maxBytes {
 			break
 		}
 		if err := need(size); err != nil {
 			return nil, err
 		}
-		out = append(out, buf[pos-bufStart:pos-bufStart+size]...)
+		if run < 0 {
+			run = pos
+		}
 		pos += size
-		if len(out) >= maxBytes {
+		if taken() >= maxBytes {
 			break
 		}
 	}
+	if len(out) == 0 && run >= 0 {
+		return buf[run-bufStart : pos-bufStart : pos-bufStart], nil
+	}
+	flush()
 	return out, nil
 }

@@ -25,6 +25,7 @@ type Reader struct {
 	slots    chan struct{} // bounds chunk GETs in flight
 	mu       sync.Mutex
 	meta     *lru[string, *segmentMeta]
+	recent   *lru[chunkID, []byte] // chunks just fetched, in memory, before the disk cache
 	inflight map[chunkID]*chunkCall
 
 	hits, misses, fetchedBytes atomic.Int64
@@ -37,6 +38,9 @@ type ReaderOptions struct {
 	ChunkBytes int64 // size of one ranged GET
 	ReadAhead  int   // chunks fetched past the last one read
 	MetaBytes  int64 // bound on cached footers and indexes
+	// MemoryBytes bounds the chunks kept in memory after a fetch, so a
+	// sequential reader takes them without a file read.
+	MemoryBytes int64
 	// Fetchers bounds the chunk GETs in flight (read-ahead included).
 	Fetchers int
 	// FetchTimeout bounds one chunk fetch. Fetches run detached from the
@@ -76,9 +80,13 @@ func NewReader(o ReaderOptions) *Reader {
 	if o.Fetchers <= 0 {
 		o.Fetchers = 32
 	}
+	if o.MemoryBytes <= 0 {
+		o.MemoryBytes = 64 << 20
+	}
 	return &Reader{
 		bucket: o.Bucket, cache: o.Cache, chunk: o.ChunkBytes, readAhead: o.ReadAhead, fetchTime: o.FetchTimeout,
 		meta: newLRU[string, *segmentMeta](o.MetaBytes, nil), inflight: map[chunkID]*chunkCall{}, slots: make(chan struct{}, o.Fetchers),
+		recent: newLRU[chunkID, []byte](o.MemoryBytes, nil),
 	}
 }
 
@@ -105,6 +113,19 @@ func (r *Reader) Read(ctx context.Context, seg RemoteSegment, offset int64, maxB
 	r.prefetch(seg.Key, m.log, from-1, (int64(maxBytes)+r.chunk-1)/r.chunk+int64(r.readAhead))
 	var last int64 = -1
 	fetch := func(ctx context.Context, off, n int64) ([]byte, error) {
+		if i := off / r.chunk; (off+n-1)/r.chunk == i {
+			// Within one chunk: a view of it, no copy.
+			data, err := r.chunkData(ctx, seg.Key, m.log, i)
+			if err != nil {
+				return nil, err
+			}
+			from := off - i*r.chunk
+			if from+n > int64(len(data)) {
+				return nil, fmt.Errorf("%s: %w: chunk %d is %d bytes", seg.Key, ErrCorruptObject, i, len(data))
+			}
+			last = i
+			return data[from : from+n : from+n], nil
+		}
 		out := make([]byte, 0, n)
 		for pos := off; pos < off+n; {
 			i := pos / r.chunk
@@ -135,7 +156,10 @@ func (r *Reader) Read(ctx context.Context, seg RemoteSegment, offset int64, maxB
 func (r *Reader) prefetch(key string, log PartRef, last, n int64) {
 	chunks := (int64(log.Length) + r.chunk - 1) / r.chunk
 	for i := last + 1; i <= last+n && i < chunks; i++ {
-		if r.cache != nil && r.cache.Has(key, i) {
+		r.mu.Lock()
+		_, inMemory := r.recent.entries[chunkID{key, i}]
+		r.mu.Unlock()
+		if inMemory || r.cache != nil && r.cache.Has(key, i) {
 			continue
 		}
 		r.start(chunkID{key, i}, log)
@@ -145,6 +169,13 @@ func (r *Reader) prefetch(key string, log PartRef, last, n int64) {
 // chunkData returns chunk i of a log part from the cache or the bucket; one
 // fetch per chunk at a time, shared by everyone who asks meanwhile.
 func (r *Reader) chunkData(ctx context.Context, key string, log PartRef, i int64) ([]byte, error) {
+	r.mu.Lock()
+	data, ok := r.recent.get(chunkID{key, i})
+	r.mu.Unlock()
+	if ok {
+		r.hits.Add(1)
+		return data, nil
+	}
 	if r.cache != nil {
 		if data, ok := r.cache.Get(key, i); ok {
 			r.hits.Add(1)
@@ -186,16 +217,19 @@ func (r *Reader) fetchChunk(id chunkID, log PartRef, call *chunkCall) {
 	} else {
 		call.data, call.err = readRange(ctx, r.bucket, id.key, int64(log.Offset)+start, n)
 	}
-	if call.err == nil {
-		r.fetchedBytes.Add(int64(len(call.data)))
-		if r.cache != nil {
-			r.cache.Put(id.key, id.index, call.data)
-		}
-	}
 	r.mu.Lock()
+	if call.err == nil {
+		r.recent.put(id, call.data, int64(len(call.data)))
+	}
 	delete(r.inflight, id)
 	r.mu.Unlock()
 	close(call.done)
+	if call.err == nil {
+		r.fetchedBytes.Add(int64(len(call.data)))
+		if r.cache != nil {
+			r.cache.Put(id.key, id.index, call.data) // after the waiters have it
+		}
+	}
 }
 
 // segmentMeta returns the footer and offset index of a segment object,

@@ -162,6 +162,24 @@ func TestRemoteReadsMatchLocal(t *testing.T) {
 	if err != nil || len(m.Segments) < 3 {
 		t.Fatalf("manifest: %v, %d segments", err, len(m.Segments))
 	}
+	var readers []*tiering.Reader
+	for _, c := range []int64{512, 4096, 1 << 20} {
+		cache, err := tiering.NewChunkCache(t.TempDir(), 64<<10) // small: evictions happen
+		if err != nil {
+			t.Fatal(err)
+		}
+		readers = append(readers, tiering.NewReader(tiering.ReaderOptions{Bucket: bucket, Cache: cache, ChunkBytes: c, ReadAhead: 2, MemoryBytes: 16 << 10}))
+	}
+	defer func() {
+		var hits, misses int64
+		for _, r := range readers {
+			st := r.Stats()
+			hits, misses = hits+st.ChunkHits, misses+st.ChunkMisses
+		}
+		if hits == 0 || misses == 0 {
+			t.Errorf("chunk cache: %d hits, %d misses; both paths should be exercised", hits, misses)
+		}
+	}()
 	rng := newRand(7)
 	for i := 0; i < 300; i++ {
 		offset := m.LogStart + rng.Int63n(m.End()-m.LogStart)
@@ -189,6 +207,13 @@ func TestRemoteReadsMatchLocal(t *testing.T) {
 		}
 		if !bytes.Equal(got, want.Records) {
 			t.Fatalf("offset %d, max %d, chunk %d: remote %d bytes, local %d bytes", offset, maxBytes, chunk, len(got), len(want.Records))
+		}
+		viaReader, err := readers[i%3].Read(ctx, seg, offset, maxBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(viaReader, want.Records) {
+			t.Fatalf("offset %d, max %d, chunk %d: the cached reader gave %d bytes, local %d bytes", offset, maxBytes, chunk, len(viaReader), len(want.Records))
 		}
 	}
 }
