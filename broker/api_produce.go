@@ -91,7 +91,7 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) re
 				continue
 			}
 			sp.BaseOffset = res.BaseOffset
-			sp.LogStartOffset = res.LogStartOffset
+			sp.LogStartOffset = min(res.LogStartOffset, b.logStart(t, rp.Partition, l)) // tiered offsets count
 			st.Partitions = append(st.Partitions, sp)
 			if req.Acks == -1 {
 				waits = append(waits, produceWait{log: l, end: res.LastOffset + 1, resp: &st.Partitions[len(st.Partitions)-1]})
