@@ -39,46 +39,77 @@ func TestKill9UnderLoad(t *testing.T) {
 	proc := brokertest.StartProcess(t, dir)
 	createTopic(t, proc.Addr(), topic, partitions)
 
+	acked := produceThroughKills(t, proc, topic, killLoad{partitions: partitions, producers: producers, cycles: cycles, pause: func() time.Duration {
+		return time.Duration(150+rng.Intn(450)) * time.Millisecond
+	}})
+	if len(acked) < 1000 {
+		t.Fatalf("only %d records acknowledged over %d cycles: the load was too small to prove anything", len(acked), cycles)
+	}
+	proc.Kill()
+	proc.Restart()
+	log := readAll(t, proc.Addr(), topic, partitions)
+	checkLog(t, log, acked)
+	proc.Stop()
+}
+
+// killLoad describes produceThroughKills' load.
+type killLoad struct {
+	partitions, producers, cycles int
+	pause                         func() time.Duration // before each kill
+	padding                       int                  // bytes of key per record
+	opts                          []kgo.Opt            // more producer options
+}
+
+// produceThroughKills runs idempotent acks=all producers (one client
+// each, living across the kills, so their retries of batches whose
+// acknowledgement was lost are what the broker must deduplicate) while the
+// broker process is killed with SIGKILL and restarted l.cycles times; it
+// returns the values acknowledged. Values are "<producer>-<sequence>".
+func produceThroughKills(t *testing.T, proc *brokertest.Process, topic string, l killLoad) map[string]bool {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var (
-		mu    sync.Mutex
-		acked = map[string]bool{}
-		wg    sync.WaitGroup
+		mu     sync.Mutex
+		acked  = map[string]bool{}
+		failed = map[string]int{}
+		wg     sync.WaitGroup
 	)
-	clients := make([]*kgo.Client, producers)
-	for p := 0; p < producers; p++ {
-		cl, err := kgo.NewClient(
+	pad := []byte(strings.Repeat("x", l.padding))
+	clients := make([]*kgo.Client, l.producers)
+	for p := range l.producers {
+		opts := append([]kgo.Opt{
 			kgo.SeedBrokers(proc.Addr()),
 			kgo.DefaultProduceTopic(topic),
 			kgo.RequiredAcks(kgo.AllISRAcks()),
 			kgo.ProducerLinger(time.Millisecond),
 			kgo.RecordPartitioner(kgo.ManualPartitioner()),
 			kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
-		)
+		}, l.opts...)
+		cl, err := kgo.NewClient(opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		clients[p] = cl
 		wg.Add(1)
-		go func(p int, cl *kgo.Client) {
+		go func() {
 			defer wg.Done()
 			for seq := 0; ctx.Err() == nil; seq++ {
-				v := fmt.Sprintf("%d-%09d", p, seq)
-				r := &kgo.Record{Value: []byte(v), Partition: int32(seq % partitions)}
+				r := &kgo.Record{Value: []byte(fmt.Sprintf("%d-%09d", p, seq)), Key: pad, Partition: int32(seq % l.partitions)}
 				cl.Produce(ctx, r, func(r *kgo.Record, err error) {
+					mu.Lock()
+					defer mu.Unlock()
 					if err == nil {
-						mu.Lock()
 						acked[string(r.Value)] = true
-						mu.Unlock()
+					} else if failed[err.Error()]++; failed[err.Error()] == 1 && ctx.Err() == nil {
+						t.Logf("produce error: %v", err)
 					}
 				})
 			}
-		}(p, cl)
+		}()
 	}
-
-	for c := 0; c < cycles; c++ {
-		time.Sleep(time.Duration(150+rng.Intn(450)) * time.Millisecond)
+	for c := range l.cycles {
+		time.Sleep(l.pause())
 		proc.Kill()
 		mu.Lock()
 		n := len(acked)
@@ -97,17 +128,9 @@ func TestKill9UnderLoad(t *testing.T) {
 		cl.Close()
 	}
 	wg.Wait()
-
 	mu.Lock()
 	defer mu.Unlock()
-	if len(acked) < 1000 {
-		t.Fatalf("only %d records acknowledged over %d cycles: the load was too small to prove anything", len(acked), cycles)
-	}
-	proc.Kill()
-	proc.Restart()
-	log := readAll(t, proc.Addr(), topic, partitions)
-	checkLog(t, log, acked)
-	proc.Stop()
+	return acked
 }
 
 // readAll consumes every partition from the earliest to the latest offset.

@@ -39,21 +39,8 @@ func TestServeHTTPAndDrain(t *testing.T) {
 	bin := brokertest.Binary(t)
 	dir := t.TempDir()
 	kafkaAddr, httpAddr := freePort(t), freePort(t)
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "serve", "--data-dir", dir, "--kafka-addr", kafkaAddr, "--http-addr", httpAddr,
+	cmd, done := startServe(t, bin, "--data-dir", dir, "--kafka-addr", kafkaAddr, "--http-addr", httpAddr,
 		"--log-format", "json", "--set", "num.partitions=2")
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("broker stderr:\n%s", stderr.String())
-		}
-	})
 
 	base := "http://" + httpAddr
 	waitHTTP(t, base+"/readyz", 200)
@@ -113,6 +100,27 @@ func TestServeHTTPAndDrain(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "served-0")); err != nil {
 		t.Errorf("partition directory missing after drain: %v", err)
 	}
+}
+
+// startServe runs `tiercel serve args...`; done receives its exit. It is
+// killed at the end of the test, and its stderr shown if the test failed.
+func startServe(t *testing.T, bin string, args ...string) (*exec.Cmd, chan error) {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("broker stderr:\n%s", stderr.String())
+		}
+	})
+	return cmd, done
 }
 
 // TestServeConfigErrors checks that bad configuration fails at start with

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"math/rand"
@@ -28,25 +27,12 @@ func TestTieringCLIAndMetrics(t *testing.T) {
 	storeDir := t.TempDir()
 	url := "file://" + storeDir
 	kafkaAddr, httpAddr := freePort(t), freePort(t)
-	var stderr bytes.Buffer
-	args := []string{"serve", "--data-dir", t.TempDir(), "--kafka-addr", kafkaAddr, "--http-addr", httpAddr, "--objstore", url,
+	args := []string{"--data-dir", t.TempDir(), "--kafka-addr", kafkaAddr, "--http-addr", httpAddr, "--objstore", url,
 		"--set", "log.segment.bytes=8192", "--set", "log.roll.ms=300", "--set", "log.local.retention.bytes=16384"}
 	for _, s := range fastTiering {
 		args = append(args, "--set", s)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("broker stderr:\n%s", stderr.String())
-		}
-	})
+	cmd, done := startServe(t, bin, args...)
 	waitHTTP(t, "http://"+httpAddr+"/readyz", 200)
 
 	adm, cl := newAdmin(t, kafkaAddr)

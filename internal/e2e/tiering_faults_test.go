@@ -6,7 +6,6 @@ import (
 	"math/rand"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -131,62 +130,9 @@ func TestTieringKill9(t *testing.T) {
 	}
 	admCl.Close()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var (
-		mu          sync.Mutex
-		acked       = map[string]bool{}
-		produceErrs = map[string]int{}
-		wg          sync.WaitGroup
-	)
-	clients := make([]*kgo.Client, producers)
-	for p := range producers {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(proc.Addr()), kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()),
-			kgo.ProducerLinger(time.Millisecond), kgo.ProducerBatchMaxBytes(2048), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-			kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
-		if err != nil {
-			t.Fatal(err)
-		}
-		clients[p] = cl
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pad := strings.Repeat("x", 200)
-			for seq := 0; ctx.Err() == nil; seq++ {
-				v := fmt.Sprintf("%d-%09d", p, seq)
-				cl.Produce(ctx, &kgo.Record{Value: []byte(v), Key: []byte(pad), Partition: int32(seq % partitions)}, func(r *kgo.Record, err error) {
-					mu.Lock()
-					defer mu.Unlock()
-					if err == nil {
-						acked[string(r.Value)] = true
-					} else if produceErrs[err.Error()]++; produceErrs[err.Error()] == 1 {
-						t.Logf("produce error: %v", err)
-					}
-				})
-			}
-		}()
-	}
-	for c := range cycles {
-		time.Sleep(time.Duration(400+rng.Intn(800)) * time.Millisecond)
-		proc.Kill()
-		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		began := time.Now()
-		proc.Restart()
-		t.Logf("cycle %d: killed with %d records acknowledged; serving again after %v", c, n, time.Since(began).Round(time.Millisecond))
-	}
-	time.Sleep(500 * time.Millisecond)
-	cancel()
-	for _, cl := range clients {
-		flushCtx, stop := context.WithTimeout(context.Background(), 30*time.Second)
-		_ = cl.Flush(flushCtx)
-		stop()
-		cl.Close()
-	}
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
+	acked := produceThroughKills(t, proc, topic, killLoad{partitions: partitions, producers: producers, cycles: cycles, padding: 200,
+		pause: func() time.Duration { return time.Duration(400+rng.Intn(800)) * time.Millisecond },
+		opts:  []kgo.Opt{kgo.ProducerBatchMaxBytes(2048)}})
 	if len(acked) < 2000 {
 		t.Fatalf("only %d records acknowledged: too little load to prove anything", len(acked))
 	}
