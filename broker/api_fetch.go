@@ -178,7 +178,7 @@ func (b *Broker) readParts(ctx context.Context, parts []fetchPart, maxTotal int3
 			if seg, ok := b.tierer.Find(t.meta.ID, p.part, p.offset); ok {
 				// Its size is known only once read: reserve its limit so the
 				// reads in parallel stay within the response's budget.
-				remote = append(remote, remoteJob{result: i, seg: seg, offset: p.offset, maxBytes: int(limit)})
+				remote = append(remote, remoteJob{result: i, topicID: t.meta.ID, partition: p.part, seg: seg, offset: p.offset, maxBytes: int(limit)})
 				total += int(limit)
 				continue
 			}

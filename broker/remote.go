@@ -15,10 +15,12 @@ import (
 
 // remoteJob is one partition of a fetch read from the bucket.
 type remoteJob struct {
-	result   int // index into the fetch's results
-	seg      tiering.RemoteSegment
-	offset   int64
-	maxBytes int
+	result    int // index into the fetch's results
+	topicID   string
+	partition int32
+	seg       tiering.RemoteSegment
+	offset    int64
+	maxBytes  int
 }
 
 // readRemote reads every job in parallel through the remote read pool and
@@ -47,6 +49,11 @@ func (b *Broker) readRemote(ctx context.Context, jobs []remoteJob, results []par
 			case err == nil:
 				r.records = recs
 				b.metrics.RemoteRead(len(recs), time.Since(start))
+				if tiering.NextOffset(recs) == j.seg.NextOffset {
+					// The consumer crosses into the next segments next: have
+					// their footers, indexes and first chunks on the way.
+					b.prefetchAfter(j.topicID, j.partition, j.seg.NextOffset)
+				}
 			case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
 				// Slow store: answer without this partition's records.
 			default:
@@ -56,6 +63,21 @@ func (b *Broker) readRemote(ctx context.Context, jobs []remoteJob, results []par
 		}()
 	}
 	wg.Wait()
+}
+
+// segmentsAhead is how many segments past the one a consumer finished are
+// prefetched.
+const segmentsAhead = 2
+
+func (b *Broker) prefetchAfter(topicID string, partition int32, offset int64) {
+	for range segmentsAhead {
+		next, ok := b.tierer.Find(topicID, partition, offset)
+		if !ok {
+			return
+		}
+		b.remote.Prefetch(next)
+		offset = next.NextOffset
+	}
 }
 
 // fitBudget drops remote records that would take the response past

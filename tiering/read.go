@@ -140,3 +140,18 @@ func readRecords(ctx context.Context, fetch rangeFunc, seg RemoteSegment, end in
 	flush()
 	return out, nil
 }
+
+// NextOffset is the offset after the last record of whole batches (-1 if
+// there are none).
+func NextOffset(records []byte) int64 {
+	next := int64(-1)
+	for pos := 0; pos+batchHeaderLen <= len(records); {
+		size := int(binary.BigEndian.Uint32(records[pos+8:])) + 12
+		if size < batchHeaderLen || pos+size > len(records) {
+			break
+		}
+		next = int64(binary.BigEndian.Uint64(records[pos:])) + int64(binary.BigEndian.Uint32(records[pos+23:])) + 1
+		pos += size
+	}
+	return next
+}

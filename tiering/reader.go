@@ -22,11 +22,12 @@ type Reader struct {
 	readAhead int
 	fetchTime time.Duration // bound on one chunk fetch, independent of the asking reader
 
-	slots    chan struct{} // bounds chunk GETs in flight
-	mu       sync.Mutex
-	meta     *lru[string, *segmentMeta]
-	recent   *lru[chunkID, []byte] // chunks just fetched, in memory, before the disk cache
-	inflight map[chunkID]*chunkCall
+	slots     chan struct{} // bounds chunk GETs in flight
+	mu        sync.Mutex
+	meta      *lru[string, *segmentMeta]
+	recent    *lru[chunkID, []byte] // chunks just fetched, in memory, before the disk cache
+	inflight  map[chunkID]*chunkCall
+	metaCalls map[string]*metaCall
 
 	hits, misses, fetchedBytes atomic.Int64
 }
@@ -85,7 +86,7 @@ func NewReader(o ReaderOptions) *Reader {
 	}
 	return &Reader{
 		bucket: o.Bucket, cache: o.Cache, chunk: o.ChunkBytes, readAhead: o.ReadAhead, fetchTime: o.FetchTimeout,
-		meta: newLRU[string, *segmentMeta](o.MetaBytes, nil), inflight: map[chunkID]*chunkCall{}, slots: make(chan struct{}, o.Fetchers),
+		meta: newLRU[string, *segmentMeta](o.MetaBytes, nil), inflight: map[chunkID]*chunkCall{}, metaCalls: map[string]*metaCall{}, slots: make(chan struct{}, o.Fetchers),
 		recent: newLRU[chunkID, []byte](o.MemoryBytes, nil),
 	}
 }
@@ -149,6 +150,18 @@ func (r *Reader) Read(ctx context.Context, seg RemoteSegment, offset int64, maxB
 		r.prefetch(seg.Key, m.log, last, int64(r.readAhead))
 	}
 	return out, err
+}
+
+// Prefetch starts fetching a segment's footer, index and first chunks
+// without waiting: for a consumer about to cross into it.
+func (r *Reader) Prefetch(seg RemoteSegment) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), r.fetchTime)
+		defer cancel()
+		if m, err := r.segmentMeta(ctx, seg); err == nil {
+			r.prefetch(seg.Key, m.log, -1, 1+int64(r.readAhead))
+		}
+	}()
 }
 
 // prefetch starts fetching the n chunks after last that are neither
@@ -233,15 +246,55 @@ func (r *Reader) fetchChunk(id chunkID, log PartRef, call *chunkCall) {
 }
 
 // segmentMeta returns the footer and offset index of a segment object,
-// fetching them on first use.
+// fetching them on first use: once, detached from the asking reader (like
+// chunks), so a slow store still gets them cached for the next try.
 func (r *Reader) segmentMeta(ctx context.Context, seg RemoteSegment) (*segmentMeta, error) {
 	r.mu.Lock()
-	m, ok := r.meta.get(seg.Key)
-	r.mu.Unlock()
-	if ok {
+	if m, ok := r.meta.get(seg.Key); ok {
+		r.mu.Unlock()
 		return m, nil
 	}
-	f, err := ReadFooter(ctx, r.bucket, seg.Key, seg.Size)
+	call, ok := r.metaCalls[seg.Key]
+	if !ok {
+		call = &metaCall{done: make(chan struct{})}
+		r.metaCalls[seg.Key] = call
+		go r.fetchMeta(seg, call)
+	}
+	r.mu.Unlock()
+	select {
+	case <-call.done:
+		return call.meta, call.err
+	case <-ctx.Done():
+		return nil, objstore.Errorf(objstore.ErrRetriable, "get", r.bucket.Name(), seg.Key, ctx.Err())
+	}
+}
+
+type metaCall struct {
+	done chan struct{}
+	meta *segmentMeta
+	err  error
+}
+
+func (r *Reader) fetchMeta(seg RemoteSegment, call *metaCall) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.fetchTime)
+	defer cancel()
+	call.meta, call.err = loadSegmentMeta(ctx, r.bucket, seg)
+	r.mu.Lock()
+	if call.err == nil {
+		r.meta.put(seg.Key, call.meta, int64(len(call.meta.index))+256)
+	}
+	delete(r.metaCalls, seg.Key)
+	r.mu.Unlock()
+	close(call.done)
+}
+
+// metaProbe is how much of a segment object's tail the Reader GETs first:
+// the footer and, for segments of up to some tens of MiB, the offset index
+// with it, in one request.
+const metaProbe = 64 << 10
+
+func loadSegmentMeta(ctx context.Context, b objstore.Bucket, seg RemoteSegment) (*segmentMeta, error) {
+	f, tail, tailStart, err := readTail(ctx, b, seg.Key, seg.Size, metaProbe)
 	if err != nil {
 		return nil, err
 	}
@@ -250,14 +303,15 @@ func (r *Reader) segmentMeta(ctx context.Context, seg RemoteSegment) (*segmentMe
 		return nil, fmt.Errorf("%s: %w: no log part", seg.Key, ErrCorruptObject)
 	}
 	var index []byte
-	if _, ok := f.Part(PartOffsetIndex); ok {
-		if index, err = ReadPart(ctx, r.bucket, seg.Key, f, PartOffsetIndex); err != nil {
+	if p, ok := f.Part(PartOffsetIndex); ok {
+		if start := int64(p.Offset) - tailStart; start >= 0 && start+int64(p.Length) <= int64(len(tail)) {
+			index = tail[start : start+int64(p.Length)]
+			if err := CheckPart(p, index); err != nil {
+				return nil, fmt.Errorf("%s: %w", seg.Key, err)
+			}
+		} else if index, err = ReadPart(ctx, b, seg.Key, f, PartOffsetIndex); err != nil {
 			return nil, err
 		}
 	}
-	m = &segmentMeta{footer: f, log: logPart, index: index}
-	r.mu.Lock()
-	r.meta.put(seg.Key, m, int64(len(index))+256)
-	r.mu.Unlock()
-	return m, nil
+	return &segmentMeta{footer: f, log: logPart, index: index}, nil
 }

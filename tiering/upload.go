@@ -55,28 +55,37 @@ func Upload(ctx context.Context, b objstore.Bucket, store ManifestStore, topicID
 // ReadFooter fetches a segment object's footer with one ranged GET of its
 // tail (two for an unusually large footer).
 func ReadFooter(ctx context.Context, b objstore.Bucket, key string, size int64) (Footer, error) {
-	probe := min(int64(FooterProbe), size)
+	f, _, _, err := readTail(ctx, b, key, size, FooterProbe)
+	return f, err
+}
+
+// readTail GETs the last probe bytes of a segment object (more if the
+// footer needs them) and decodes the footer; it returns the bytes read and
+// where they start, so parts that lie in them need no request of their own.
+func readTail(ctx context.Context, b objstore.Bucket, key string, size, probe int64) (Footer, []byte, int64, error) {
+	probe = min(probe, size)
 	tail, err := readRange(ctx, b, key, size-probe, probe)
 	if err != nil {
-		return Footer{}, err
+		return Footer{}, nil, 0, err
 	}
 	n, err := FooterLength(tail)
 	if err != nil {
-		return Footer{}, fmt.Errorf("%s: %w", key, err)
+		return Footer{}, nil, 0, fmt.Errorf("%s: %w", key, err)
 	}
 	if int64(n) > probe {
 		if int64(n) > size {
-			return Footer{}, fmt.Errorf("%s: %w: footer of %d bytes in an object of %d", key, ErrCorruptObject, n, size)
+			return Footer{}, nil, 0, fmt.Errorf("%s: %w: footer of %d bytes in an object of %d", key, ErrCorruptObject, n, size)
 		}
-		if tail, err = readRange(ctx, b, key, size-int64(n), int64(n)); err != nil {
-			return Footer{}, err
+		probe = int64(n)
+		if tail, err = readRange(ctx, b, key, size-probe, probe); err != nil {
+			return Footer{}, nil, 0, err
 		}
 	}
 	f, err := DecodeFooter(tail, size)
 	if err != nil {
-		return Footer{}, fmt.Errorf("%s: %w", key, err)
+		return Footer{}, nil, 0, fmt.Errorf("%s: %w", key, err)
 	}
-	return f, nil
+	return f, tail, size - probe, nil
 }
 
 // ReadPart fetches one whole part and checks its CRC.
