@@ -92,10 +92,22 @@ func (b *Broker) loadTopics() error {
 }
 
 // openPartition returns a partition's local log, creating it if the disk
-// lacks it: empty, or, when the bucket holds its earlier offsets (a new or
-// wiped disk), starting where the tiered log ends.
+// lacks it (or holds a stale copy): empty, or, when the bucket holds its
+// earlier offsets (a new or wiped disk), starting where the tiered log ends.
 func (b *Broker) openPartition(tp storage.TopicPartition, id [16]byte, m *topicMeta, man *tiering.Manifest) (*storage.Log, error) {
 	l := b.mgr.Get(tp)
+	if l != nil && man != nil && l.EndOffset() < man.End() {
+		// The bucket holds offsets the local log has not reached: the disk
+		// is an older copy (restored from a backup, or it lost writes).
+		// Appending to it would give new records offsets the bucket already
+		// has; everything it holds is in the bucket, so start again there.
+		b.logger.Warn("the local log is behind the object store: discarding the stale local copy",
+			"topic", tp.Topic, "partition", tp.Partition, "local_end", l.EndOffset(), "tiered_end", man.End())
+		if err := b.mgr.Delete(tp); err != nil {
+			return nil, err
+		}
+		l = nil
+	}
 	if l == nil {
 		var start int64
 		if man != nil {
