@@ -142,7 +142,9 @@ func RunTiering(ctx context.Context, binary, versitygw, dir string, logf func(st
 		if err != nil {
 			return "", nil, err
 		}
-		return "s3://" + name + "?endpoint=" + endpoint, b, b.CreateBucket(ctx)
+		// Uploads as over HTTPS (no SHA-256 of the body), which is how
+		// a deployment talks to its store; plain HTTP signs bodies.
+		return "s3://" + name + "?endpoint=" + endpoint + "&unsigned_payload=true", b, b.CreateBucket(ctx)
 	}
 	type broker struct {
 		cmd             *exec.Cmd

@@ -39,12 +39,20 @@ type Config struct {
 	PathStyle bool
 	// Static credentials; empty = the standard AWS credential chain.
 	AccessKey, SecretKey string
+	// UnsignedPayload sends upload bodies as UNSIGNED-PAYLOAD (no SHA-256
+	// pass over every byte; the CRC-32C the server checks still covers
+	// them). URL: unsigned_payload=true|false; by default on for HTTPS
+	// endpoints (AWS's included) and off for plain HTTP, where the
+	// signature is the only guard against tampering in transit and some
+	// S3-compatible servers require it.
+	UnsignedPayload bool
 }
 
 // Bucket is an S3 bucket.
 type Bucket struct {
-	cfg    Config
-	client *s3.Client
+	cfg      Config
+	client   *s3.Client
+	bodyOpts []func(*s3.Options) // for requests that carry a body
 }
 
 // New builds a client for cfg.
@@ -76,7 +84,11 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 		o.DisableLogOutputChecksumValidationSkipped = true
 		o.RetryMaxAttempts = 1 // objstore.WithRetries retries, knowing which writes are conditional
 	})
-	return &Bucket{cfg: cfg, client: client}, nil
+	b := &Bucket{cfg: cfg, client: client}
+	if cfg.UnsignedPayload {
+		b.bodyOpts = []func(*s3.Options){unsignedPayload}
+	}
+	return b, nil
 }
 
 func (b *Bucket) Name() string { return "s3://" + b.cfg.Bucket + "/" + b.cfg.Prefix }
@@ -234,7 +246,7 @@ func (b *Bucket) putReader(ctx context.Context, key string, body io.ReadSeeker, 
 	out, err := b.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: &b.cfg.Bucket, Key: aws.String(b.key(key)), Body: body,
 		ContentLength: aws.Int64(size), ChecksumCRC32C: aws.String(sum), IfNoneMatch: inm, IfMatch: im,
-	}, unsignedPayload)
+	}, b.bodyOpts...)
 	if err != nil {
 		return objstore.Attrs{}, b.classify("put", key, err)
 	}
@@ -259,7 +271,7 @@ func (b *Bucket) putMultipart(ctx context.Context, key string, r io.Reader, opts
 			part := bytes.NewReader(buf[:n])
 			sum, _ := contentCRC32C(part)
 			out, err := b.client.UploadPart(ctx, &s3.UploadPartInput{Bucket: &b.cfg.Bucket, Key: k, UploadId: up.UploadId,
-				PartNumber: aws.Int32(num), Body: part, ContentLength: aws.Int64(int64(n)), ChecksumCRC32C: aws.String(sum)}, unsignedPayload)
+				PartNumber: aws.Int32(num), Body: part, ContentLength: aws.Int64(int64(n)), ChecksumCRC32C: aws.String(sum)}, b.bodyOpts...)
 			if err != nil {
 				abort()
 				return objstore.Attrs{}, b.classify("put", key, err)
@@ -324,7 +336,12 @@ func FromURL(u *url.URL) Config {
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
-	return Config{Bucket: u.Host, Prefix: prefix, Region: q.Get("region"), Endpoint: q.Get("endpoint"), PathStyle: q.Get("path_style") == "true" || q.Get("endpoint") != ""}
+	endpoint := q.Get("endpoint")
+	unsigned := endpoint == "" || strings.HasPrefix(endpoint, "https://")
+	if v := q.Get("unsigned_payload"); v != "" {
+		unsigned = v == "true"
+	}
+	return Config{Bucket: u.Host, Prefix: prefix, Region: q.Get("region"), Endpoint: endpoint, PathStyle: q.Get("path_style") == "true" || endpoint != "", UnsignedPayload: unsigned}
 }
 
 func init() {

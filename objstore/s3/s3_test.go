@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -22,9 +23,17 @@ import (
 
 var bucketSeq atomic.Int64
 
+// suite runs the acceptance suite with payloads signed (the default over
+// plain HTTP) and unsigned (the default over HTTPS).
 func suite(t *testing.T, srv testservers.S3, caps objstoretest.Capabilities) {
+	for _, unsigned := range []bool{false, true} {
+		t.Run(map[bool]string{false: "signed", true: "unsigned-payload"}[unsigned], func(t *testing.T) { suiteWith(t, srv, caps, unsigned) })
+	}
+}
+
+func suiteWith(t *testing.T, srv testservers.S3, caps objstoretest.Capabilities, unsigned bool) {
 	objstoretest.Run(t, func(t *testing.T) objstore.Bucket {
-		b, err := New(context.Background(), Config{Bucket: fmt.Sprintf("tiercel-%d", bucketSeq.Add(1)), Prefix: "p/", Endpoint: srv.Endpoint, PathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+		b, err := New(context.Background(), Config{Bucket: fmt.Sprintf("tiercel-%d", bucketSeq.Add(1)), Prefix: "p/", Endpoint: srv.Endpoint, PathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, UnsignedPayload: unsigned})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,5 +131,29 @@ func TestStoredChecksums(t *testing.T) {
 				t.Fatalf("reading a corrupted object: %v", err)
 			}
 		})
+	}
+}
+
+// TestFromURL: payloads go unsigned by default only over HTTPS (AWS's
+// default endpoint included), and the URL can say otherwise.
+func TestFromURL(t *testing.T) {
+	for _, c := range []struct {
+		url      string
+		unsigned bool
+		path     bool
+	}{
+		{"s3://b/prefix", true, false},
+		{"s3://b?endpoint=https://s3.example.com", true, true},
+		{"s3://b?endpoint=http://127.0.0.1:9000", false, true},
+		{"s3://b?endpoint=http://127.0.0.1:9000&unsigned_payload=true", true, true},
+		{"s3://b?unsigned_payload=false", false, false},
+	} {
+		u, err := url.Parse(c.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg := FromURL(u); cfg.UnsignedPayload != c.unsigned || cfg.PathStyle != c.path || cfg.Bucket != "b" {
+			t.Errorf("%s: %+v", c.url, cfg)
+		}
 	}
 }
