@@ -66,11 +66,14 @@ type Tierer struct {
 	mu    sync.Mutex
 	parts map[partKey]*partition
 
-	jobs   chan struct{} // a token per running job
-	wake   chan struct{}
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	jobs    chan struct{} // a token per running job
+	wake    chan struct{} // plan every partition
+	wakeOne chan struct{} // plan the partitions in replan
+	replan  []*partition  // guarded by mu: partitions whose job just ended
+	starved bool          // guarded by mu: a pass found the pool full
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 type partKey struct {
@@ -110,7 +113,7 @@ func NewTierer(o TiererOptions) *Tierer {
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Tierer{
 		o: o, store: ManifestStore{Bucket: o.Bucket}, parts: map[partKey]*partition{},
-		jobs: make(chan struct{}, o.Jobs), wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
+		jobs: make(chan struct{}, o.Jobs), wake: make(chan struct{}, 1), wakeOne: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
 	}
 	t.wg.Add(1)
 	go t.loop()
@@ -258,47 +261,74 @@ func (t *Tierer) Status() []PartitionStatus {
 	return out
 }
 
+// loop plans every partition at each tick and Kick, and after a job only
+// the partition it was for (a full pass per finished job would cost
+// partitions × uploads), unless the pool was full during a pass and other
+// partitions wait for a slot.
 func (t *Tierer) loop() {
 	defer t.wg.Done()
 	tick := time.NewTicker(t.o.Interval)
 	defer tick.Stop()
+	full := true
 	for {
-		t.planAll()
+		if full {
+			t.plan(t.idle())
+		}
 		select {
 		case <-t.ctx.Done():
 			return
 		case <-tick.C:
+			full = true
 		case <-t.wake:
+			full = true
+		case <-t.wakeOne:
+			t.mu.Lock()
+			ps := t.replan
+			t.replan = nil
+			t.mu.Unlock()
+			full = false
+			t.plan(ps)
 		}
 	}
 }
 
-// planAll starts a job for every idle partition with work, as far as the
-// job pool allows; the rest wait for the next pass.
-func (t *Tierer) planAll() {
+// idle lists the partitions that may start a job.
+func (t *Tierer) idle() []*partition {
 	now := t.o.Now()
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	parts := make([]*partition, 0, len(t.parts))
 	for _, p := range t.parts {
 		if !p.busy && !p.removed && !now.Before(p.retryAt) {
 			parts = append(parts, p)
 		}
 	}
-	t.mu.Unlock()
+	return parts
+}
+
+// plan starts a job for every partition of parts with work, as far as the
+// job pool allows; when it is full the rest wait for a slot (starved).
+func (t *Tierer) plan(parts []*partition) {
+	now := t.o.Now()
 	for _, p := range parts {
 		local := p.local.LocalSegments()
 		t.mu.Lock()
+		if p.busy || p.removed || now.Before(p.retryAt) {
+			t.mu.Unlock()
+			continue
+		}
 		plan := MakePlan(local, &p.manifest, p.cfg.Retention, now.UnixMilli())
 		work := len(plan.Upload) > 0 || plan.RemoteStart > p.manifest.LogStart || plan.LocalStart > localStart(local)
-		if !work || p.busy {
+		if !work {
 			t.mu.Unlock()
 			continue
 		}
 		select {
 		case t.jobs <- struct{}{}:
 		default:
+			t.starved = true
 			t.mu.Unlock()
-			return // pool full: a finishing job kicks the loop
+			return // pool full: a finishing job plans everything again
 		}
 		p.busy = true
 		t.mu.Unlock()
@@ -334,7 +364,21 @@ func (t *Tierer) runJob(p *partition) {
 			t.mu.Unlock()
 		}
 	}
-	t.Kick()
+	t.mu.Lock()
+	starved := t.starved
+	t.starved = false
+	if !starved {
+		t.replan = append(t.replan, p)
+	}
+	t.mu.Unlock()
+	if starved {
+		t.Kick()
+		return
+	}
+	select {
+	case t.wakeOne <- struct{}{}:
+	default:
+	}
 }
 
 func (t *Tierer) step(p *partition) error {
