@@ -386,3 +386,23 @@ func TestGroupCommandsKIP848(t *testing.T) {
 		t.Fatalf("reset of an active consumer group: %v", err)
 	}
 }
+
+// TestBenchProduceIsNotPaced: `bench produce` without --rate-mb runs as
+// fast as it can (the suite's own --rate-mb default once leaked into it
+// through a shared variable and paced it at 20 MB/s).
+func TestBenchProduceIsNotPaced(t *testing.T) {
+	root := NewRoot()
+	for _, name := range []string{"produce", "consume", "e2e"} {
+		cmd, _, err := root.Find([]string{"bench", name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := cmd.Flags().Lookup("rate-mb").Value.String(); v != "0" {
+			t.Errorf("bench %s --rate-mb defaults to %s, want 0", name, v)
+		}
+	}
+	suite, _, _ := root.Find([]string{"bench", "suite"})
+	if v := suite.Flags().Lookup("rate-mb").Value.String(); v != "20" {
+		t.Errorf("bench suite --rate-mb defaults to %s, want 20", v)
+	}
+}
