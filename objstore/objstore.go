@@ -70,6 +70,10 @@ type PutOptions struct {
 	IfVersion string
 	// Size is the body's length if known, -1 if not.
 	Size int64
+	// CRC32C, if set, is the body's CRC-32C (Castagnoli), which a caller
+	// that already read the body can pass so the store need not read it
+	// again to send its checksum.
+	CRC32C *uint32
 }
 
 // ObjectInfo is one listed object.

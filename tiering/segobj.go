@@ -89,7 +89,7 @@ func EncodeSegment(parts map[string][]byte) ([]byte, error) {
 			rest[n] = p
 		}
 	}
-	body, size, err := SegmentObject(bytes.NewReader(logPart), int64(len(logPart)), rest)
+	body, size, _, err := SegmentObject(bytes.NewReader(logPart), int64(len(logPart)), rest)
 	if err != nil {
 		return nil, err
 	}
@@ -104,16 +104,18 @@ func EncodeSegment(parts map[string][]byte) ([]byte, error) {
 // SegmentObject lays out a segment as one object without holding its log
 // in memory: the log is read once for its CRC, then streamed in the body.
 // parts are the other parts (not the log). The body is seekable, so a
-// store can send it in one request and rewind it to retry.
-func SegmentObject(log io.ReaderAt, logSize int64, parts map[string][]byte) (io.ReadSeeker, int64, error) {
+// store can send it in one request and rewind it to retry; its CRC-32C
+// comes from the same single pass over the log, so the store need not read
+// it again for the checksum it sends.
+func SegmentObject(log io.ReaderAt, logSize int64, parts map[string][]byte) (io.ReadSeeker, int64, uint32, error) {
 	h := crc32.New(castagnoli)
 	if _, err := io.Copy(h, io.NewSectionReader(log, 0, logSize)); err != nil {
-		return nil, 0, fmt.Errorf("tiering: reading the log part: %w", err)
+		return nil, 0, 0, fmt.Errorf("tiering: reading the log part: %w", err)
 	}
 	names := make([]string, 0, len(parts))
 	for n := range parts {
 		if n == PartLog || len(n) == 0 || len(n) > 255 {
-			return nil, 0, fmt.Errorf("tiering: part name %q", n)
+			return nil, 0, 0, fmt.Errorf("tiering: part name %q", n)
 		}
 		names = append(names, n)
 	}
@@ -127,7 +129,59 @@ func SegmentObject(log io.ReaderAt, logSize int64, parts map[string][]byte) (io.
 	}
 	tail = appendFooter(tail, f)
 	total := logSize + int64(len(tail))
-	return io.NewSectionReader(concatReaderAt{log, logSize, tail}, 0, total), total, nil
+	sum := crc32Combine(h.Sum32(), crc32.Checksum(tail, castagnoli), int64(len(tail)))
+	return io.NewSectionReader(concatReaderAt{log, logSize, tail}, 0, total), total, sum, nil
+}
+
+// crc32Combine is the CRC-32C of A then B from crcA, crcB and B's length,
+// without reading A again (zlib's crc32_combine: appending len bytes of
+// zeros is a linear map over GF(2), applied by repeated squaring).
+func crc32Combine(crcA, crcB uint32, lenB int64) uint32 {
+	if lenB <= 0 {
+		return crcA
+	}
+	var even, odd [32]uint32
+	odd[0] = 0x82f63b78 // Castagnoli, reflected
+	row := uint32(1)
+	for n := 1; n < 32; n++ {
+		odd[n] = row
+		row <<= 1
+	}
+	gf2Square(&even, &odd) // the operator for two zero bits
+	gf2Square(&odd, &even) // four
+	for {
+		gf2Square(&even, &odd) // one zero byte, then 2^k bytes
+		if lenB&1 != 0 {
+			crcA = gf2Times(&even, crcA)
+		}
+		if lenB >>= 1; lenB == 0 {
+			break
+		}
+		gf2Square(&odd, &even)
+		if lenB&1 != 0 {
+			crcA = gf2Times(&odd, crcA)
+		}
+		if lenB >>= 1; lenB == 0 {
+			break
+		}
+	}
+	return crcA ^ crcB
+}
+
+func gf2Times(mat *[32]uint32, vec uint32) uint32 {
+	var sum uint32
+	for i := 0; vec != 0; i, vec = i+1, vec>>1 {
+		if vec&1 != 0 {
+			sum ^= mat[i]
+		}
+	}
+	return sum
+}
+
+func gf2Square(square, mat *[32]uint32) {
+	for n := range 32 {
+		square[n] = gf2Times(mat, mat[n])
+	}
 }
 
 // concatReaderAt reads the first n bytes of head, then tail.

@@ -22,12 +22,12 @@ type Segment struct {
 // steps leaves an object no manifest names, which GC removes; the next
 // plan uploads the segment again.
 func Upload(ctx context.Context, b objstore.Bucket, store ManifestStore, topicID string, partition, epoch int32, s Segment, nowMs int64) (Manifest, bool, error) {
-	body, size, err := SegmentObject(s.Log, s.Info.Size, s.Parts)
+	body, size, sum, err := SegmentObject(s.Log, s.Info.Size, s.Parts)
 	if err != nil {
 		return Manifest{}, false, err
 	}
 	key := SegmentKey(topicID, partition, s.Info.BaseOffset, epoch, nowMs)
-	if _, err := b.Put(ctx, key, body, objstore.PutOptions{Size: size}); err != nil {
+	if _, err := b.Put(ctx, key, body, objstore.PutOptions{Size: size, CRC32C: &sum}); err != nil {
 		return Manifest{}, false, fmt.Errorf("tiering: upload of %s/%d [%d, %d): %w", topicID, partition, s.Info.BaseOffset, s.Info.NextOffset, err)
 	}
 	var added bool

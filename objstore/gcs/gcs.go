@@ -121,7 +121,9 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, opts objstore
 	defer cancel() // an abandoned writer is cancelled, never committed
 	w := o.NewWriter(ctx)
 	w.ChunkSize = 16 << 20
-	if rs, ok := r.(io.ReadSeeker); ok {
+	if opts.CRC32C != nil {
+		w.CRC32C, w.SendCRC32C = *opts.CRC32C, true
+	} else if rs, ok := r.(io.ReadSeeker); ok {
 		// GCS checks the CRC32C of what it received and refuses a mismatch.
 		start, err := rs.Seek(0, io.SeekCurrent)
 		if err == nil {

@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"encoding/binary"
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/hex"
@@ -44,6 +45,11 @@ func contentCRC32C(body io.ReadSeeker) (string, error) {
 		return "", err
 	}
 	return base64.StdEncoding.EncodeToString(h.Sum(nil)), nil
+}
+
+// crcText is a CRC-32C as S3's header carries it: base64 of its 4 big-endian bytes.
+func crcText(c uint32) string {
+	return base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, c))
 }
 
 // fullObjectCRC32C decodes a GET's x-amz-checksum-crc32c when it covers

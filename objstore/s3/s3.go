@@ -239,9 +239,14 @@ func unsignedPayload(o *s3.Options) {
 // needs to seek it to sign the payload), with no copy.
 func (b *Bucket) putReader(ctx context.Context, key string, body io.ReadSeeker, size int64, opts objstore.PutOptions) (objstore.Attrs, error) {
 	inm, im := conditions(opts)
-	sum, err := contentCRC32C(body)
-	if err != nil {
-		return objstore.Attrs{}, objstore.Errorf(objstore.ErrPermanent, "put", b.cfg.Bucket, key, err)
+	var sum string
+	if opts.CRC32C != nil {
+		sum = crcText(*opts.CRC32C)
+	} else {
+		var err error
+		if sum, err = contentCRC32C(body); err != nil {
+			return objstore.Attrs{}, objstore.Errorf(objstore.ErrPermanent, "put", b.cfg.Bucket, key, err)
+		}
 	}
 	out, err := b.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: &b.cfg.Bucket, Key: aws.String(b.key(key)), Body: body,

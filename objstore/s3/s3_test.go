@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net/url"
 	"os"
@@ -155,5 +156,31 @@ func TestFromURL(t *testing.T) {
 		if cfg := FromURL(u); cfg.UnsignedPayload != c.unsigned || cfg.PathStyle != c.path || cfg.Bucket != "b" {
 			t.Errorf("%s: %+v", c.url, cfg)
 		}
+	}
+}
+
+// TestCallerCRC32C: a checksum the caller passes is what the server
+// checks: right, the object is stored; wrong, the Put fails and nothing is.
+func TestCallerCRC32C(t *testing.T) {
+	srv := testservers.StartVersityGW(t)
+	ctx := context.Background()
+	b, err := New(ctx, Config{Bucket: "crc", Endpoint: srv.Endpoint, PathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CreateBucket(ctx); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("tiered segment bytes")
+	good := crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))
+	if _, err := b.Put(ctx, "good", bytes.NewReader(data), objstore.PutOptions{Size: int64(len(data)), CRC32C: &good}); err != nil {
+		t.Fatalf("put with the right CRC-32C: %v", err)
+	}
+	bad := good ^ 1
+	if _, err := b.Put(ctx, "bad", bytes.NewReader(data), objstore.PutOptions{Size: int64(len(data)), CRC32C: &bad}); err == nil {
+		t.Fatal("put with a wrong CRC-32C succeeded")
+	}
+	if _, err := b.Head(ctx, "bad"); !errors.Is(err, objstore.ErrNotFound) {
+		t.Fatalf("after a refused put: %v", err)
 	}
 }
