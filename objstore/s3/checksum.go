@@ -1,9 +1,9 @@
 package s3
 
 import (
-	"encoding/binary"
 	"crypto/md5"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"hash"
