@@ -138,6 +138,7 @@ func (c *conn) enqueue(h requestHeader, p *pending, name string) {
 func (c *conn) writeLoop() {
 	w := bufio.NewWriterSize(c.nc, 64<<10)
 	var buf []byte
+	var splicer *fetchSplicer
 	failed := false
 	for p := range c.queue {
 		<-p.done
@@ -150,6 +151,30 @@ func (c *conn) writeLoop() {
 		}
 		if p.resp.Key() != 18 {
 			p.resp.SetVersion(p.version)
+		}
+		if fr, ok := p.resp.(*kmsg.FetchResponse); ok {
+			if splicer == nil {
+				splicer = newFetchSplicer()
+			}
+			var bufs net.Buffers
+			var n int
+			var spliced bool
+			if bufs, buf, n, spliced = splicer.frame(buf, p.correlation, fr); spliced {
+				// Whatever is buffered goes first, then one writev.
+				if err := w.Flush(); err != nil {
+					failed = true
+					c.nc.Close()
+					continue
+				}
+				if _, err := bufs.WriteTo(c.nc); err != nil {
+					failed = true
+					c.nc.Close()
+					continue
+				}
+				c.b.metrics.BytesOut(n)
+				c.b.metrics.Request(p.api, p.version, time.Since(p.start), false)
+				continue
+			}
 		}
 		buf = appendResponse(buf[:0], p.correlation, p.resp)
 		if _, err := w.Write(buf); err != nil {
