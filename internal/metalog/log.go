@@ -1,0 +1,113 @@
+package metalog
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/tiercel/tiercel/objstore"
+)
+
+// EntryKey is where entry seq lives in the bucket.
+func EntryKey(seq int64) string { return fmt.Sprintf("cluster/log/%020d", seq) }
+
+// Log is one broker's view of the metadata log: the state it has applied
+// and the bucket it appends to. Not safe for concurrent use: one goroutine
+// of the broker owns it.
+type Log struct {
+	bucket objstore.Bucket
+	writer int32
+	state  State
+}
+
+// Open replays the log from the bucket.
+func Open(ctx context.Context, b objstore.Bucket, writer int32) (*Log, error) {
+	l := &Log{bucket: b, writer: writer, state: NewState()}
+	if _, err := l.CatchUp(ctx); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// State is a copy of the applied state.
+func (l *Log) State() State { return l.state.Clone() }
+
+// Applied is an entry as applied: which of its ops took effect.
+type Applied struct {
+	Entry
+	Done []bool
+}
+
+// CatchUp reads and applies every entry after the applied one, returning
+// them.
+func (l *Log) CatchUp(ctx context.Context) ([]Applied, error) {
+	var read []Applied
+	for {
+		data, _, err := objstore.ReadAll(ctx, l.bucket, EntryKey(l.state.Seq+1))
+		if errors.Is(err, objstore.ErrNotFound) {
+			return read, nil
+		}
+		if err != nil {
+			return read, err
+		}
+		var e Entry
+		if err := json.Unmarshal(data, &e); err != nil || e.Seq != l.state.Seq+1 {
+			return read, fmt.Errorf("metalog: entry %d is corrupt: %v", l.state.Seq+1, err)
+		}
+		done, err := l.state.Apply(e)
+		if err != nil {
+			return read, err
+		}
+		read = append(read, Applied{Entry: e, Done: done})
+	}
+}
+
+// Append adds ops as the next entry and returns its sequence number and
+// which ops took effect. Ops are checked against the newest state first
+// (ErrExists, ErrStale, ...: nothing is written). Losing the race for a
+// number means catching up and trying the next; an append whose outcome
+// is unknown (an error after the write may have landed) is recognised by
+// its nonce when the log is read again, so it is never applied twice.
+func (l *Log) Append(ctx context.Context, ops []Op) (int64, []bool, error) {
+	var n [8]byte
+	_, _ = rand.Read(n[:])
+	nonce := hex.EncodeToString(n[:])
+	for attempt := 0; ; attempt++ {
+		read, err := l.CatchUp(ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		for _, a := range read {
+			if a.Nonce == nonce {
+				// An earlier attempt landed although its answer did not.
+				return a.Seq, a.Done, nil
+			}
+		}
+		for _, op := range ops {
+			if err := l.state.Check(op); err != nil {
+				return 0, nil, err
+			}
+		}
+		e := Entry{Seq: l.state.Seq + 1, Writer: l.writer, Nonce: nonce, Ops: ops}
+		data, err := json.Marshal(e)
+		if err != nil {
+			return 0, nil, err
+		}
+		_, err = l.bucket.Put(ctx, EntryKey(e.Seq), bytes.NewReader(data), objstore.PutOptions{IfNotExists: true, Size: int64(len(data))})
+		switch {
+		case err == nil:
+			done, aerr := l.state.Apply(e)
+			return e.Seq, done, aerr
+		case errors.Is(err, objstore.ErrPrecondition):
+			continue // someone else has this number
+		case errors.Is(err, objstore.ErrRetriable) && attempt < 20:
+			continue // unknown outcome: the next catch-up tells
+		default:
+			return 0, nil, err
+		}
+	}
+}

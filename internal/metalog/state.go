@@ -1,0 +1,179 @@
+// Package metalog is the cluster metadata log (docs/design.md, "Control
+// plane"): numbered entries in the bucket, each created with a create-only
+// PUT, applied in order by a pure state machine, so every broker that
+// applies the same entries holds the same state. This file is the state
+// machine: no I/O, no clock.
+package metalog
+
+import (
+	"fmt"
+	"sort"
+)
+
+// Leader is a partition's leader and leader epoch.
+type Leader struct {
+	Broker int32 `json:"broker"`
+	Epoch  int32 `json:"epoch"`
+}
+
+// Topic is one topic's metadata.
+type Topic struct {
+	Name    string            `json:"name"`
+	ID      string            `json:"id"`
+	Configs map[string]string `json:"configs,omitempty"`
+	Leaders []Leader          `json:"leaders"` // by partition
+}
+
+// State is the applied metadata after entry Seq.
+type State struct {
+	Seq     int64             `json:"seq"`
+	Topics  map[string]*Topic `json:"topics"`
+	Brokers map[int32]string  `json:"brokers"` // id -> incarnation
+}
+
+// NewState is the state before the first entry.
+func NewState() State {
+	return State{Topics: map[string]*Topic{}, Brokers: map[int32]string{}}
+}
+
+// Op is one change; exactly one field is set.
+type Op struct {
+	CreateTopic    *CreateTopic    `json:"createTopic,omitempty"`
+	DeleteTopic    *DeleteTopic    `json:"deleteTopic,omitempty"`
+	SetLeader      *SetLeader      `json:"setLeader,omitempty"`
+	RegisterBroker *RegisterBroker `json:"registerBroker,omitempty"`
+}
+
+// CreateTopic adds a topic whose partitions are led by Leaders at epoch 0.
+type CreateTopic struct {
+	Name    string            `json:"name"`
+	ID      string            `json:"id"`
+	Leaders []int32           `json:"leaders"`
+	Configs map[string]string `json:"configs,omitempty"`
+}
+
+// DeleteTopic removes a topic, if it still has this id.
+type DeleteTopic struct {
+	Name string `json:"name"`
+	ID   string `json:"id"`
+}
+
+// SetLeader moves a partition's leadership to Leader with epoch Expect.Epoch
+// + 1, if the partition is still led by Expect: two brokers racing for one
+// partition both get their entry into the log, and only the first in log
+// order takes effect.
+type SetLeader struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Leader    int32  `json:"leader"`
+	Expect    Leader `json:"expect"`
+}
+
+// RegisterBroker records a broker id's current incarnation.
+type RegisterBroker struct {
+	ID          int32  `json:"id"`
+	Incarnation string `json:"incarnation"`
+}
+
+// Entry is one numbered log entry.
+type Entry struct {
+	Seq    int64  `json:"seq"`
+	Writer int32  `json:"writer"`
+	Nonce  string `json:"nonce"` // makes every writer's bytes unique, for settling a lost answer
+	Ops    []Op   `json:"ops"`
+}
+
+// Check says why op cannot apply to s, or nil.
+func (s *State) Check(op Op) error {
+	switch {
+	case op.CreateTopic != nil:
+		c := op.CreateTopic
+		if _, ok := s.Topics[c.Name]; ok {
+			return fmt.Errorf("%w: topic %q", ErrExists, c.Name)
+		}
+		if len(c.Leaders) == 0 || c.ID == "" {
+			return fmt.Errorf("%w: topic %q with %d partitions and id %q", ErrInvalid, c.Name, len(c.Leaders), c.ID)
+		}
+	case op.DeleteTopic != nil:
+		t := s.Topics[op.DeleteTopic.Name]
+		if t == nil || t.ID != op.DeleteTopic.ID {
+			return fmt.Errorf("%w: topic %q with id %s", ErrNotFound, op.DeleteTopic.Name, op.DeleteTopic.ID)
+		}
+	case op.SetLeader != nil:
+		l := op.SetLeader
+		t := s.Topics[l.Topic]
+		if t == nil || l.Partition < 0 || int(l.Partition) >= len(t.Leaders) {
+			return fmt.Errorf("%w: partition %s-%d", ErrNotFound, l.Topic, l.Partition)
+		}
+		if t.Leaders[l.Partition] != l.Expect {
+			return fmt.Errorf("%w: %s-%d is led by %d at epoch %d, not %d at %d", ErrStale, l.Topic, l.Partition,
+				t.Leaders[l.Partition].Broker, t.Leaders[l.Partition].Epoch, l.Expect.Broker, l.Expect.Epoch)
+		}
+	case op.RegisterBroker != nil:
+		if op.RegisterBroker.Incarnation == "" {
+			return fmt.Errorf("%w: broker %d without an incarnation", ErrInvalid, op.RegisterBroker.ID)
+		}
+	default:
+		return fmt.Errorf("%w: empty op", ErrInvalid)
+	}
+	return nil
+}
+
+// Apply applies entry e (which must be entry s.Seq+1) in place and reports,
+// per op, whether it took effect; an op whose Check fails is skipped, the
+// same way on every broker.
+func (s *State) Apply(e Entry) ([]bool, error) {
+	if e.Seq != s.Seq+1 {
+		return nil, fmt.Errorf("metalog: entry %d applied after %d", e.Seq, s.Seq)
+	}
+	done := make([]bool, len(e.Ops))
+	for i, op := range e.Ops {
+		if s.Check(op) != nil {
+			continue
+		}
+		done[i] = true
+		switch {
+		case op.CreateTopic != nil:
+			c := op.CreateTopic
+			t := &Topic{Name: c.Name, ID: c.ID, Configs: c.Configs}
+			for _, b := range c.Leaders {
+				t.Leaders = append(t.Leaders, Leader{Broker: b})
+			}
+			s.Topics[c.Name] = t
+		case op.DeleteTopic != nil:
+			delete(s.Topics, op.DeleteTopic.Name)
+		case op.SetLeader != nil:
+			l := op.SetLeader
+			s.Topics[l.Topic].Leaders[l.Partition] = Leader{Broker: l.Leader, Epoch: l.Expect.Epoch + 1}
+		case op.RegisterBroker != nil:
+			s.Brokers[op.RegisterBroker.ID] = op.RegisterBroker.Incarnation
+		}
+	}
+	s.Seq = e.Seq
+	return done, nil
+}
+
+// Clone is a deep copy.
+func (s *State) Clone() State {
+	c := NewState()
+	c.Seq = s.Seq
+	for n, t := range s.Topics {
+		ct := *t
+		ct.Leaders = append([]Leader(nil), t.Leaders...)
+		c.Topics[n] = &ct
+	}
+	for id, inc := range s.Brokers {
+		c.Brokers[id] = inc
+	}
+	return c
+}
+
+// TopicNames lists the topics in order.
+func (s *State) TopicNames() []string {
+	names := make([]string, 0, len(s.Topics))
+	for n := range s.Topics {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
