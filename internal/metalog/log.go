@@ -15,6 +15,13 @@ import (
 // EntryKey is where entry seq lives in the bucket.
 func EntryKey(seq int64) string { return fmt.Sprintf("cluster/log/%020d", seq) }
 
+// snapshotPrefix holds snapshots of the applied state: SnapshotKey(seq) is
+// the state after entry seq, so replay starts from the newest one.
+const snapshotPrefix = "cluster/snapshot/"
+
+// SnapshotKey is where the snapshot after entry seq lives.
+func SnapshotKey(seq int64) string { return fmt.Sprintf("%s%020d", snapshotPrefix, seq) }
+
 // Log is one broker's view of the metadata log: the state it has applied
 // and the bucket it appends to. Not safe for concurrent use: one goroutine
 // of the broker owns it.
@@ -24,13 +31,47 @@ type Log struct {
 	state  State
 }
 
-// Open replays the log from the bucket.
+// Open loads the newest snapshot, then replays the entries after it.
 func Open(ctx context.Context, b objstore.Bucket, writer int32) (*Log, error) {
 	l := &Log{bucket: b, writer: writer, state: NewState()}
+	var newest string
+	err := b.List(ctx, snapshotPrefix, objstore.ListOptions{}, func(o objstore.ObjectInfo) error {
+		newest = max(newest, o.Key) // zero-padded: the greatest key is the newest
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if newest != "" {
+		data, _, err := objstore.ReadAll(ctx, b, newest)
+		if err != nil {
+			return nil, err
+		}
+		st := NewState()
+		if err := json.Unmarshal(data, &st); err != nil {
+			return nil, fmt.Errorf("metalog: snapshot %s is corrupt: %v", newest, err)
+		}
+		l.state = st
+	}
 	if _, err := l.CatchUp(ctx); err != nil {
 		return nil, err
 	}
 	return l, nil
+}
+
+// Snapshot writes the applied state as the snapshot after its entry
+// (create-only: every broker's snapshot of one entry is the same state, so
+// the first one written is as good as any) and returns its sequence.
+func (l *Log) Snapshot(ctx context.Context) (int64, error) {
+	data, err := json.Marshal(l.state)
+	if err != nil {
+		return 0, err
+	}
+	_, err = l.bucket.Put(ctx, SnapshotKey(l.state.Seq), bytes.NewReader(data), objstore.PutOptions{IfNotExists: true, Size: int64(len(data))})
+	if err != nil && !errors.Is(err, objstore.ErrPrecondition) {
+		return 0, err
+	}
+	return l.state.Seq, nil
 }
 
 // State is a copy of the applied state.

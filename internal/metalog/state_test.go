@@ -1,8 +1,12 @@
 package metalog
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"testing"
+
+	"github.com/tiercel/tiercel/objstore/mem"
 )
 
 // TestApplyTranscript: the state machine step by step, including the ops
@@ -43,5 +47,45 @@ func TestApplyTranscript(t *testing.T) {
 	}
 	if _, err := s.Apply(Entry{Seq: 9}); err == nil {
 		t.Fatal("an entry out of order was applied")
+	}
+}
+
+// TestSnapshotReplay: a broker opening the log starts from the newest
+// snapshot and replays only what came after it, reaching the same state
+// as a replay of every entry; the entries before the snapshot are not
+// needed (they are deleted here to prove it).
+func TestSnapshotReplay(t *testing.T) {
+	ctx := context.Background()
+	b := mem.New("snap")
+	l, err := Open(ctx, b, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		op := Op{CreateTopic: &CreateTopic{Name: fmt.Sprint("t", i), ID: fmt.Sprint("id", i), Leaders: []int32{1}}}
+		if _, _, err := l.Append(ctx, []Op{op}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 19 {
+			if seq, err := l.Snapshot(ctx); err != nil || seq != 20 {
+				t.Fatalf("snapshot: %d %v", seq, err)
+			}
+			if _, err := l.Snapshot(ctx); err != nil {
+				t.Fatalf("a second snapshot of the same entry: %v", err)
+			}
+		}
+	}
+	full := l.State()
+	for seq := int64(1); seq <= 20; seq++ {
+		if err := b.Delete(ctx, EntryKey(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	again, err := Open(ctx, b, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := again.State(); !sameState(got, full) {
+		t.Fatalf("state from the snapshot: seq %d, %d topics; want seq %d, %d topics", got.Seq, len(got.Topics), full.Seq, len(full.Topics))
 	}
 }
