@@ -295,10 +295,15 @@ func (b *Broker) storageConfig(overrides map[string]string) storage.Config {
 		// The Tierer trims the local log once segments are in the bucket.
 		c.RetentionMs, c.RetentionBytes = -1, -1
 	}
-	if !strings.Contains(b.cfg.TopicValue(overrides, "cleanup.policy"), "delete") {
-		// Log compaction is not implemented yet: a compact-only topic is
-		// kept whole rather than losing keys to time or size retention.
+	if b.keptWhole(overrides) {
 		c.RetentionMs, c.RetentionBytes = -1, -1
 	}
 	return c
+}
+
+// keptWhole reports a topic that no retention may trim: log compaction is
+// not implemented yet, so a compact-only topic is kept whole rather than
+// losing keys to time or size retention (locally or in the bucket).
+func (b *Broker) keptWhole(overrides map[string]string) bool {
+	return !strings.Contains(b.cfg.TopicValue(overrides, "cleanup.policy"), "delete")
 }

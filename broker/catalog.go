@@ -52,15 +52,9 @@ func (b *Broker) loadCatalog() (*catalogData, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	data, _, rerr := objstore.ReadAll(ctx, b.bucket, catalogKey)
-	if rerr != nil && !errors.Is(rerr, objstore.ErrNotFound) {
-		return nil, fmt.Errorf("reading the catalog from the object store %s: %w", b.bucket.Name(), rerr)
-	}
-	var remote *catalogData
-	if rerr == nil {
-		if remote, err = readCatalog(data, nil); err != nil {
-			return nil, fmt.Errorf("catalog %s in %s: %w", catalogKey, b.bucket.Name(), err)
-		}
+	remote, err := readBucketCatalog(ctx, b.bucket)
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case local != nil && remote != nil && local.ClusterID != remote.ClusterID:
@@ -76,17 +70,26 @@ func (b *Broker) loadCatalog() (*catalogData, error) {
 		return remote, nil
 	case local != nil:
 		// A store new to this data directory: give it the catalog.
-		b.cat = local
-		if err := b.saveCatalog(); err != nil {
-			return nil, err
-		}
-		return local, nil
+		return local, b.writeCatalog(local)
 	}
-	b.cat = &catalogData{Version: 1, ClusterID: newUUIDString()}
-	if err := b.saveCatalog(); err != nil {
-		return nil, err
+	c := &catalogData{Version: 1, ClusterID: newUUIDString()}
+	return c, b.writeCatalog(c)
+}
+
+// readBucketCatalog reads the catalog in a bucket; nil if it has none.
+func readBucketCatalog(ctx context.Context, bucket objstore.Bucket) (*catalogData, error) {
+	data, _, err := objstore.ReadAll(ctx, bucket, catalogKey)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return nil, nil
 	}
-	return b.cat, nil
+	if err != nil {
+		return nil, fmt.Errorf("reading the catalog from the object store %s: %w", bucket.Name(), err)
+	}
+	c, err := readCatalog(data, nil)
+	if err != nil {
+		return nil, fmt.Errorf("catalog %s in %s: %w", catalogKey, bucket.Name(), err)
+	}
+	return c, nil
 }
 
 func readCatalog(data []byte, err error) (*catalogData, error) {
@@ -100,11 +103,14 @@ func readCatalog(data []byte, err error) (*catalogData, error) {
 	return &c, nil
 }
 
-// saveCatalog writes the catalog to the bucket, then locally; a change is
+// saveCatalog writes the broker's catalog; see writeCatalog.
+func (b *Broker) saveCatalog() error { return b.writeCatalog(b.cat) }
+
+// writeCatalog writes c to the bucket, then locally; a change is
 // acknowledged only when both hold it. The bucket first: a failure leaves
 // the bucket ahead of the disk, never behind, and the bucket's copy wins.
-func (b *Broker) saveCatalog() error {
-	data, err := json.Marshal(b.cat)
+func (b *Broker) writeCatalog(c *catalogData) error {
+	data, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
@@ -113,7 +119,7 @@ func (b *Broker) saveCatalog() error {
 	if _, err := b.bucket.Put(ctx, catalogKey, bytes.NewReader(data), objstore.PutOptions{Size: int64(len(data))}); err != nil {
 		return fmt.Errorf("writing the catalog to the object store: %w", err)
 	}
-	return writeCatalogFile(b.fs, b.dir, b.cat)
+	return writeCatalogFile(b.fs, b.dir, c)
 }
 
 func writeCatalogFile(fsys vfs.FS, dir string, c *catalogData) error {
@@ -162,16 +168,12 @@ func parseUUID(s string) ([16]byte, error) {
 // LiveTopicIDs reads the catalog in a bucket and returns the ids of its
 // topics: what garbage collection keeps.
 func LiveTopicIDs(ctx context.Context, b objstore.Bucket) (map[string]bool, error) {
-	data, _, err := objstore.ReadAll(ctx, b, catalogKey)
-	if errors.Is(err, objstore.ErrNotFound) {
-		return nil, fmt.Errorf("%s holds no Tiercel catalog (%s): not a Tiercel bucket, or the wrong prefix", b.Name(), catalogKey)
-	}
+	c, err := readBucketCatalog(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	c, err := readCatalog(data, nil)
-	if err != nil {
-		return nil, fmt.Errorf("catalog %s in %s: %w", catalogKey, b.Name(), err)
+	if c == nil {
+		return nil, fmt.Errorf("%s holds no Tiercel catalog (%s): not a Tiercel bucket, or the wrong prefix", b.Name(), catalogKey)
 	}
 	ids := map[string]bool{}
 	for _, t := range c.Topics {

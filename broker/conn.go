@@ -136,69 +136,71 @@ func (c *conn) enqueue(h requestHeader, p *pending, name string) {
 }
 
 func (c *conn) writeLoop() {
-	w := bufio.NewWriterSize(c.nc, 64<<10)
-	var buf []byte
-	var splicer *fetchSplicer
+	rw := &responseWriter{w: bufio.NewWriterSize(c.nc, 64<<10), nc: c.nc}
 	failed := false
 	for p := range c.queue {
 		<-p.done
 		if failed {
 			continue
 		}
-		if p.none {
-			c.b.metrics.Request(p.api, p.version, time.Since(p.start), false)
-			continue
-		}
-		if p.resp.Key() != 18 {
-			p.resp.SetVersion(p.version)
-		}
-		if fr, ok := p.resp.(*kmsg.FetchResponse); ok {
-			if splicer == nil {
-				splicer = newFetchSplicer()
-			}
-			var bufs net.Buffers
-			var n int
-			var spliced bool
-			if bufs, buf, n, spliced = splicer.frame(buf, p.correlation, fr); spliced {
-				// Whatever is buffered goes first, then one writev.
-				if err := w.Flush(); err != nil {
-					failed = true
-					c.nc.Close()
-					continue
-				}
-				if _, err := bufs.WriteTo(c.nc); err != nil {
-					failed = true
-					c.nc.Close()
-					continue
-				}
-				c.b.metrics.BytesOut(n)
-				c.b.metrics.Request(p.api, p.version, time.Since(p.start), false)
-				continue
-			}
-		}
-		buf = appendResponse(buf[:0], p.correlation, p.resp)
-		if _, err := w.Write(buf); err != nil {
-			failed = true
-			c.nc.Close()
-			continue
-		}
-		// Flush when nothing else is ready, so pipelined responses share writes.
-		if len(c.queue) == 0 {
-			if err := w.Flush(); err != nil {
+		if !p.none {
+			// Flush when nothing else is ready, so pipelined responses share writes.
+			n, err := rw.write(p, func() bool { return len(c.queue) == 0 })
+			if err != nil {
 				failed = true
 				c.nc.Close()
 				continue
 			}
+			c.b.metrics.BytesOut(n)
 		}
-		c.b.metrics.BytesOut(len(buf))
 		c.b.metrics.Request(p.api, p.version, time.Since(p.start), false)
-		if cap(buf) > 4<<20 {
-			buf = nil
-		}
 	}
 	if !failed {
-		_ = w.Flush()
+		_ = rw.w.Flush()
 	}
+}
+
+// responseWriter frames and writes one connection's responses.
+type responseWriter struct {
+	w       *bufio.Writer
+	nc      net.Conn
+	buf     []byte
+	splicer *fetchSplicer
+}
+
+// write sends one response and returns its size: a Fetch response with
+// large record sets as one writev after whatever is buffered, anything
+// else through the buffer, flushed if idle says nothing else is ready.
+func (rw *responseWriter) write(p *pending, idle func() bool) (int, error) {
+	if p.resp.Key() != 18 {
+		p.resp.SetVersion(p.version)
+	}
+	if fr, ok := p.resp.(*kmsg.FetchResponse); ok {
+		if rw.splicer == nil {
+			rw.splicer = newFetchSplicer()
+		}
+		bufs, buf, n, spliced := rw.splicer.frame(rw.buf, p.correlation, fr)
+		rw.buf = buf
+		if spliced {
+			if err := rw.w.Flush(); err != nil {
+				return 0, err
+			}
+			_, err := bufs.WriteTo(rw.nc)
+			return n, err
+		}
+	}
+	rw.buf = appendResponse(rw.buf[:0], p.correlation, p.resp)
+	n := len(rw.buf)
+	if _, err := rw.w.Write(rw.buf); err != nil {
+		return 0, err
+	}
+	if cap(rw.buf) > 4<<20 {
+		rw.buf = nil
+	}
+	if idle() {
+		return n, rw.w.Flush()
+	}
+	return n, nil
 }
 
 // unsupportedApiVersions is the v0 reply Kafka sends to an ApiVersions

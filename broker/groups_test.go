@@ -164,17 +164,6 @@ func rebalances(ms ...*member) int32 {
 	return n
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestGroupMembersComeAndGo: three members share a 12-partition topic; one
 // crashes (no LeaveGroup) and one joins mid-way; every record is consumed
 // and the assignment settles, for the eager and the cooperative protocol.
@@ -199,7 +188,7 @@ func TestGroupMembersComeAndGo(t *testing.T) {
 			ms = append(ms, startMember(t, b.Addr(), "g", "events", seen, kgo.Balancers(tc.balancer)))
 			produceN(t, b.Addr(), "events", n/2)
 			stableAssignment(t, adm, "g", "events", 12, 3)
-			waitFor(t, "every record consumed", func() bool { return seen.count() == n })
+			brokertest.WaitFor(t, "every record consumed", func() bool { return seen.count() == n })
 			live := ms[1:]
 			before := rebalances(live...)
 			time.Sleep(1500 * time.Millisecond)
@@ -228,7 +217,7 @@ func TestStaticMemberRestartNoRebalance(t *testing.T) {
 	a.cl.Close() // a static member's Close does not leave the group
 	a.dead.Store(true)
 	again := startMember(t, b.Addr(), "sg", "s", seen, static("a")...)
-	waitFor(t, "the restarted member's assignment", func() bool { return again.assigns.Load() > 0 })
+	brokertest.WaitFor(t, "the restarted member's assignment", func() bool { return again.assigns.Load() > 0 })
 	time.Sleep(time.Second)
 	stableAssignment(t, adm, "sg", "s", 4, 2)
 	if after := other.assigns.Load(); after != before {
@@ -252,7 +241,7 @@ func TestOffsetsSurviveRestart(t *testing.T) {
 	b.Restart()
 	adm = admin(t, b.Addr())
 	var got kadm.OffsetResponses
-	waitFor(t, "offsets after restart", func() bool {
+	brokertest.WaitFor(t, "offsets after restart", func() bool {
 		var err error
 		got, err = adm.FetchOffsets(ctx(t), "og")
 		return err == nil
@@ -498,7 +487,7 @@ func TestOffsetsTopicCompaction(t *testing.T) {
 	adm = admin(t, b.Addr())
 	for g := int64(0); g < 5; g++ {
 		var offs kadm.OffsetResponses
-		waitFor(t, "offsets after restart", func() bool {
+		brokertest.WaitFor(t, "offsets after restart", func() bool {
 			offs, err = adm.FetchOffsets(ctx(t), fmt.Sprint("g", g))
 			return err == nil
 		})

@@ -91,8 +91,8 @@ func (b *Broker) tieredConfigs(overrides map[string]string) bool {
 func (b *Broker) retention(overrides map[string]string) tiering.Retention {
 	get := func(n string) int64 { return b.cfg.TopicInt64(overrides, n) }
 	r := tiering.Retention{Ms: get("retention.ms"), Bytes: get("retention.bytes"), LocalMs: get("local.retention.ms"), LocalBytes: get("local.retention.bytes")}
-	if !strings.Contains(b.cfg.TopicValue(overrides, "cleanup.policy"), "delete") {
-		r.Ms, r.Bytes = -1, -1 // see storageConfig
+	if b.keptWhole(overrides) {
+		r.Ms, r.Bytes = -1, -1
 	}
 	if r.LocalMs == -2 {
 		r.LocalMs = r.Ms
@@ -220,14 +220,20 @@ func (b *Broker) deleteTieredTopic(m *topicMeta) {
 	}()
 }
 
-// tieringStats is the metrics scrape of tiering.
-func (b *Broker) tieringStats() telemetry.TieringStats {
-	names := map[string]string{}
+// topicNamesByID maps topic ids (the Tierer's keys) to names.
+func (b *Broker) topicNamesByID() map[string]string {
 	b.mu.RLock()
+	defer b.mu.RUnlock()
+	names := make(map[string]string, len(b.topics))
 	for _, t := range b.topics {
 		names[t.meta.ID] = t.meta.Name
 	}
-	b.mu.RUnlock()
+	return names
+}
+
+// tieringStats is the metrics scrape of tiering.
+func (b *Broker) tieringStats() telemetry.TieringStats {
+	names := b.topicNamesByID()
 	rs := b.remote.Stats()
 	st := telemetry.TieringStats{ChunkHits: rs.ChunkHits, ChunkMisses: rs.ChunkMisses, FetchedFrom: rs.FetchedBytes}
 	nowMs := time.Now().UnixMilli()
@@ -258,12 +264,7 @@ type TieringPartition struct {
 
 // TieringStatus reports every tiered partition.
 func (b *Broker) TieringStatus() []TieringPartition {
-	names := map[string]string{}
-	b.mu.RLock()
-	for _, t := range b.topics {
-		names[t.meta.ID] = t.meta.Name
-	}
-	b.mu.RUnlock()
+	names := b.topicNamesByID()
 	var out []TieringPartition
 	for _, p := range b.tierer.Status() {
 		name, ok := names[p.TopicID]

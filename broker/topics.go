@@ -161,13 +161,8 @@ func (b *Broker) topicLog(name string, partition int32) (*topic, *storage.Log) {
 
 // partitionLog returns the log of a partition, or nil.
 func (b *Broker) partitionLog(name string, partition int32) *storage.Log {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	t := b.topics[name]
-	if t == nil || partition < 0 || int(partition) >= len(t.logs) {
-		return nil
-	}
-	return t.logs[partition]
+	_, l := b.topicLog(name, partition)
+	return l
 }
 
 func (b *Broker) topicNames() []string {

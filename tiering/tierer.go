@@ -216,7 +216,7 @@ type PartitionStatus struct {
 	LastError      string
 }
 
-// Status reports every partition.
+// Status reports every partition, in no particular order.
 func (t *Tierer) Status() []PartitionStatus {
 	t.mu.Lock()
 	parts := make([]*partition, 0, len(t.parts))
@@ -252,12 +252,6 @@ func (t *Tierer) Status() []PartitionStatus {
 		}
 		out = append(out, st)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].TopicID != out[j].TopicID {
-			return out[i].TopicID < out[j].TopicID
-		}
-		return out[i].Partition < out[j].Partition
-	})
 	return out
 }
 
@@ -394,10 +388,7 @@ func (t *Tierer) step(p *partition) error {
 	plan := MakePlan(local, &m, cfg.Retention, now.UnixMilli())
 
 	if plan.RemoteStart > m.LogStart {
-		if err := t.dropRemote(ctx, p, plan.RemoteStart); err != nil {
-			return err
-		}
-		return nil // replan with the new manifest
+		return t.dropRemote(ctx, p, plan.RemoteStart) // then replan with the new manifest
 	}
 	if len(plan.Upload) > 0 {
 		s := plan.Upload[0]

@@ -280,3 +280,16 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// WaitFor polls cond every 50 ms and fails the test if it is not true
+// within 30 s; what names the condition in the failure.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 30s: %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -133,56 +133,56 @@ func newBenchCmd(g *Globals) *cobra.Command {
 	var groupsDir string
 	groups := &cobra.Command{Use: "groups", Short: "The consumer-group benchmarks alone, on a broker it starts", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			exe, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			dir, err := os.MkdirTemp(groupsDir, "tiercel-bench-groups-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(dir)
-			logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-			gr, err := bench.RunGroups(c.Context(), exe, dir, logf)
-			if err != nil {
-				return err
-			}
-			rep := bench.Report{Groups: &gr}
-			if g.Output == "json" {
-				fmt.Fprintln(c.OutOrStdout(), rep.JSON())
+			return withBenchDir(groupsDir, "tiercel-bench-groups-", func(exe, dir string, logf func(string, ...any)) error {
+				gr, err := bench.RunGroups(c.Context(), exe, dir, logf)
+				if err != nil {
+					return err
+				}
+				rep := bench.Report{Groups: &gr}
+				if g.Output == "json" {
+					fmt.Fprintln(c.OutOrStdout(), rep.JSON())
+					return nil
+				}
+				fmt.Fprint(c.OutOrStdout(), rep.GroupSummary())
 				return nil
-			}
-			fmt.Fprint(c.OutOrStdout(), rep.GroupSummary())
-			return nil
+			})
 		}}
 	groups.Flags().StringVar(&groupsDir, "dir", ".", "directory for the broker's data")
 	var tierDir, versity string
 	tier := &cobra.Command{Use: "tiering", Short: "The tiering benchmarks alone, against versitygw, on brokers it starts", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			exe, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			dir, err := os.MkdirTemp(tierDir, "tiercel-bench-tiering-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(dir)
-			logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-			tr, err := bench.RunTiering(c.Context(), exe, versity, dir, logf)
-			if err != nil {
-				return err
-			}
-			if g.Output == "json" {
-				return printJSON(c.OutOrStdout(), tr)
-			}
-			fmt.Fprint(c.OutOrStdout(), tr.Summary())
-			return nil
+			return withBenchDir(tierDir, "tiercel-bench-tiering-", func(exe, dir string, logf func(string, ...any)) error {
+				tr, err := bench.RunTiering(c.Context(), exe, versity, dir, logf)
+				if err != nil {
+					return err
+				}
+				if g.Output == "json" {
+					return printJSON(c.OutOrStdout(), tr)
+				}
+				fmt.Fprint(c.OutOrStdout(), tr.Summary())
+				return nil
+			})
 		}}
 	tier.Flags().StringVar(&tierDir, "dir", ".", "directory for the brokers' data and versitygw's files")
 	tier.Flags().StringVar(&versity, "versitygw", defaultVersityGW(), "versitygw binary (scripts/install-test-tools.sh installs it)")
 	cmd.AddCommand(produce, consume, e2e, disk, loop, suite, groups, tier)
 	return cmd
+}
+
+// withBenchDir runs a benchmark that starts its own brokers from this
+// binary, in a temporary directory under parent removed afterwards, with
+// progress on stderr.
+func withBenchDir(parent, prefix string, run func(exe, dir string, logf func(string, ...any)) error) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(parent, prefix)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	return run(exe, dir, func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) })
 }
 
 // defaultVersityGW is where scripts/install-test-tools.sh puts versitygw.

@@ -51,17 +51,6 @@ func (c *counting) List(ctx context.Context, prefix string, o objstore.ListOptio
 	return c.Bucket.List(ctx, prefix, o, fn)
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 30s: %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // manifestOf loads partition 0's manifest of a topic.
 func manifestOf(t *testing.T, b objstore.Bucket, id string) tiering.Manifest {
 	t.Helper()
@@ -128,7 +117,7 @@ func TestTieringRetentionAndDeletion(t *testing.T) {
 		model := sent{}
 		produceInto(t, br.Addr(), "by-size", 1500, rng, model)
 		var m tiering.Manifest
-		eventually(t, "the bucket trimmed to retention.bytes", func() bool {
+		brokertest.WaitFor(t, "the bucket trimmed to retention.bytes", func() bool {
 			m = manifestOf(t, bucket, id)
 			var total int64
 			for _, s := range m.Segments {
@@ -167,7 +156,7 @@ func TestTieringRetentionAndDeletion(t *testing.T) {
 			t.Fatal(err)
 		}
 		pcl.Close()
-		eventually(t, "every expired segment gone from the bucket and the disk", func() bool {
+		brokertest.WaitFor(t, "every expired segment gone from the bucket and the disk", func() bool {
 			m := manifestOf(t, bucket, id)
 			return m.LogStart == 500 && len(m.Segments) == 0 && offsets(t, adm, "by-time", -2)[0] == 500
 		})
@@ -218,7 +207,7 @@ func TestTieringRetentionAndDeletion(t *testing.T) {
 		if _, err := adm.DeleteTopic(ctx, "deleted"); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the deleted topic's objects gone", func() bool {
+		brokertest.WaitFor(t, "the deleted topic's objects gone", func() bool {
 			segs, manifests := bucketKeys(t, bucket)
 			for _, k := range append(segs, manifests...) {
 				if strings.Contains(k, "/"+id+"/") {
