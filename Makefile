@@ -8,7 +8,7 @@ export TIERCEL_TOOLS
 # Tests talk only to servers on this machine: the AWS SDK must never probe
 # the EC2 metadata address for credentials or a region.
 export AWS_EC2_METADATA_DISABLED = true
-FUZZTIME    ?= 10s
+FUZZTIME    ?= 50000x
 TEST_TIMEOUT ?= 25m
 
 .PHONY: all build run test unit fuzz tools bench bench-objstore lint clean
