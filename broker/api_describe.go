@@ -10,7 +10,7 @@ import (
 func (b *Broker) handleDescribeCluster(req *kmsg.DescribeClusterRequest) kmsg.Response {
 	resp := kmsg.NewPtrDescribeClusterResponse()
 	host, port := b.advertised()
-	resp.ClusterID = b.cat.ClusterID
+	resp.ClusterID = b.clusterID
 	resp.ControllerID = b.nodeID
 	resp.Brokers = []kmsg.DescribeClusterResponseBroker{{NodeID: b.nodeID, Host: host, Port: port, Rack: b.rack()}}
 	if req.IncludeClusterAuthorizedOperations {

@@ -25,7 +25,7 @@ func (b *Broker) handleMetadata(req *kmsg.MetadataRequest) kmsg.Response {
 	resp := kmsg.NewPtrMetadataResponse()
 	host, port := b.advertised()
 	resp.Brokers = []kmsg.MetadataResponseBroker{{NodeID: b.nodeID, Host: host, Port: port, Rack: b.rack()}}
-	resp.ClusterID = &b.cat.ClusterID
+	resp.ClusterID = &b.clusterID
 	resp.ControllerID = b.nodeID
 
 	var names []string

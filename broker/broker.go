@@ -61,12 +61,17 @@ type Broker struct {
 	remoteSlots chan struct{}  // tokens of the remote read pool
 	bg          sync.WaitGroup // background deletions of tiered topics
 
-	mu      sync.RWMutex // guards topics, byID and cat
-	topics  map[string]*topic
-	byID    map[[16]byte]*topic
-	cat     *catalogData
-	pidNext int64 // next producer id to hand out
-	pidEnd  int64 // end of the block reserved in the catalog
+	meta      *clusterMeta
+	clusterID string
+
+	mu     sync.RWMutex // guards topics, byID and known
+	topics map[string]*topic
+	byID   map[[16]byte]*topic
+	known  map[string]int32 // topic id -> partition count as last reconciled
+
+	pidMu   sync.Mutex // guards pidNext and pidEnd; taken before meta.mu
+	pidNext int64      // next producer id to hand out
+	pidEnd  int64      // end of the block reserved in the metadata log
 
 	ln       net.Listener
 	addr     string
@@ -75,6 +80,7 @@ type Broker struct {
 	connsWG  sync.WaitGroup
 	connsMu  sync.Mutex
 	conns    map[net.Conn]struct{}
+	stop     chan struct{} // closed by Shutdown: background loops end
 	shutOnce sync.Once
 	shutErr  error
 }
@@ -102,7 +108,7 @@ func New(opts Options) (*Broker, error) {
 		cfg: cfg, fs: opts.FS, logger: opts.Logger, metrics: opts.Metrics,
 		dir: cfg.Get("log.dirs"), nodeID: int32(cfg.Int64("node.id")),
 		topics: map[string]*topic{}, byID: map[[16]byte]*topic{}, conns: map[net.Conn]struct{}{},
-		waiters: newWaiters(),
+		waiters: newWaiters(), stop: make(chan struct{}),
 	}
 	b.sessions = newFetchSessions(int(cfg.Int64("max.incremental.fetch.session.cache.slots")), time.Duration(cfg.Int64("min.incremental.fetch.session.eviction.ms"))*time.Millisecond)
 	if err := b.fs.MkdirAll(b.dir, 0o755); err != nil {
@@ -113,20 +119,19 @@ func New(opts Options) (*Broker, error) {
 		return nil, err
 	}
 	b.bucket = bucket
-	cat, err := b.loadCatalog()
-	if err != nil {
+	if err := b.openMetadata(); err != nil {
 		return nil, err
 	}
-	b.cat = cat
-	if err := b.cfg.SetDynamic(cat.BrokerConfigs); err != nil {
+	st := b.meta.log.Peek()
+	if err := b.cfg.SetDynamic(st.BrokerConfigs); err != nil {
 		b.logger.Warn("ignoring stored dynamic broker configs", "err", err)
 	}
-	if err := writeMetaProperties(b.fs, b.dir, cat.ClusterID, b.nodeID); err != nil {
-		return nil, fmt.Errorf("meta.properties: %w", err)
-	}
-	metas := map[string]*topicMeta{}
-	for _, t := range cat.Topics {
-		metas[t.Name] = t
+	// The storage manager opens every log on disk at once, before
+	// reconcile publishes topics: its config lookup reads the state as
+	// opened (no other goroutine touches it yet).
+	metas := map[string]map[string]string{}
+	for name, t := range st.Topics {
+		metas[name] = cloneConfigs(t.Configs)
 	}
 	mgr, err := storage.OpenManager(b.fs, b.dir, storage.ManagerOptions{
 		Logger:                 b.logger,
@@ -134,11 +139,7 @@ func New(opts Options) (*Broker, error) {
 		RetentionCheckInterval: time.Duration(cfg.Int64("log.retention.check.interval.ms")) * time.Millisecond,
 		OnAdvance:              func(tp storage.TopicPartition, _ int64) { b.waiters.notify(tp) },
 		Configs: func(tp storage.TopicPartition) storage.Config {
-			var overrides map[string]string
-			if m := metas[tp.Topic]; m != nil {
-				overrides = m.Configs
-			}
-			return b.storageConfig(overrides)
+			return b.storageConfig(metas[tp.Topic])
 		},
 	})
 	if err != nil {
@@ -174,6 +175,8 @@ func (b *Broker) Start() error {
 	b.ln = ln
 	b.addr = ln.Addr().String()
 	b.ready.Store(true)
+	b.bg.Add(1)
+	go func() { defer b.bg.Done(); b.pollMetadata(b.stop) }()
 	go b.acceptLoop()
 	return nil
 }
@@ -259,6 +262,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			b.connsMu.Unlock()
 		}
 		b.waiters.closeAll()
+		close(b.stop)
 		b.tierer.Close()
 		b.bg.Wait()
 		b.shutErr = b.mgr.Close()

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tiercel/tiercel/broker/storage"
@@ -103,46 +102,6 @@ func (b *Broker) retention(overrides map[string]string) tiering.Retention {
 	return r
 }
 
-// loadManifests reads the manifests of every tiered partition in the
-// catalog, a few at a time.
-func (b *Broker) loadManifests(ctx context.Context) (map[string][]tiering.Manifest, error) {
-	type job struct {
-		m *topicMeta
-		p int32
-	}
-	out := map[string][]tiering.Manifest{}
-	var jobs []job
-	for _, m := range b.cat.Topics {
-		if !b.tiered(m) {
-			continue
-		}
-		out[m.Name] = make([]tiering.Manifest, m.Partitions)
-		for p := int32(0); p < m.Partitions; p++ {
-			jobs = append(jobs, job{m, p})
-		}
-	}
-	var mu sync.Mutex
-	var firstErr error
-	sem := make(chan struct{}, 32)
-	var wg sync.WaitGroup
-	for _, j := range jobs {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			man, err := b.tierer.LoadManifest(ctx, j.m.ID, j.p)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && firstErr == nil {
-				firstErr = fmt.Errorf("manifest of %s-%d: %w", j.m.Name, j.p, err)
-			}
-			out[j.m.Name][j.p] = man
-		}()
-	}
-	wg.Wait()
-	return out, firstErr
-}
-
 // localLog shows a partition's storage.Log to the Tierer.
 type localLog struct{ l *storage.Log }
 
@@ -182,7 +141,7 @@ func (a localLog) DropBefore(offset int64) error {
 
 // tierPartition hands a partition to the Tierer.
 func (b *Broker) tierPartition(m *topicMeta, p int32, l *storage.Log, man tiering.Manifest) {
-	b.tierer.Add(tiering.PartitionConfig{TopicID: m.ID, Partition: p, Epoch: leaderEpoch, Retention: b.retention(m.Configs)}, localLog{l}, man)
+	b.tierer.Add(tiering.PartitionConfig{TopicID: m.ID, Partition: p, Epoch: m.Leaders[p].Epoch, Retention: b.retention(m.Configs)}, localLog{l}, man)
 }
 
 // logStart is a partition's log start offset: the remote one when the
@@ -198,12 +157,9 @@ func (b *Broker) logStart(t *topic, p int32, l *storage.Log) int64 {
 	return local
 }
 
-// deleteTieredTopic removes a deleted topic's objects in the background;
-// what a crash leaves behind, garbage collection finds.
-func (b *Broker) deleteTieredTopic(m *topicMeta) {
-	for p := int32(0); p < m.Partitions; p++ {
-		b.tierer.Remove(m.ID, p)
-	}
+// deleteTopicObjects removes a deleted topic's objects from the bucket in
+// the background; what a crash leaves behind, garbage collection finds.
+func (b *Broker) deleteTopicObjects(m *topicMeta) {
 	b.bg.Add(1)
 	go func() {
 		defer b.bg.Done()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tiercel/tiercel/broker/storage"
 	"github.com/tiercel/tiercel/internal/config"
+	"github.com/tiercel/tiercel/internal/metalog"
 	"github.com/tiercel/tiercel/tiering"
 )
 
@@ -43,51 +44,28 @@ func validTopicName(name string) error {
 	return nil
 }
 
-// loadTopics matches the catalog with the logs found on disk, creating any
-// partition log the catalog has and the disk lacks.
+// loadTopics opens the partitions the metadata gives this broker, then
+// removes logs on disk of topics that no longer exist (a deletion a crash
+// interrupted).
 func (b *Broker) loadTopics() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	manifests, err := b.loadManifests(ctx)
-	if err != nil {
+	b.meta.mu.Lock()
+	defer b.meta.mu.Unlock()
+	if err := b.reconcile(ctx, true); err != nil {
 		return err
 	}
-	for _, m := range b.cat.Topics {
-		id, err := parseUUID(m.ID)
-		if err != nil {
-			return err
-		}
-		t := &topic{meta: m, id: id}
-		for p := int32(0); p < m.Partitions; p++ {
-			tp := storage.TopicPartition{Topic: m.Name, Partition: p}
-			var man *tiering.Manifest
-			if ms := manifests[m.Name]; ms != nil {
-				man = &ms[p]
-			}
-			l, err := b.openPartition(tp, id, m, man)
-			if err != nil {
-				return err
-			}
-			t.logs = append(t.logs, l)
-			if man != nil {
-				b.tierPartition(m, p, l, *man)
-			}
-		}
-		b.topics[m.Name] = t
-		b.byID[id] = t
-	}
-	// Logs with no topic in the catalog belong to a topic whose deletion
-	// was interrupted: finish it.
+	b.mu.RLock()
+	defer b.mu.RUnlock()
 	for _, l := range b.mgr.Logs() {
 		tp := l.TopicPartition()
 		if t := b.topics[tp.Topic]; t == nil || tp.Partition >= t.meta.Partitions {
-			b.logger.Warn("removing a partition the catalog does not know", "topic", tp.Topic, "partition", tp.Partition)
+			b.logger.Warn("removing a partition the metadata does not know", "topic", tp.Topic, "partition", tp.Partition)
 			if err := b.mgr.Delete(tp); err != nil {
 				return err
 			}
 		}
 	}
-	b.pidNext, b.pidEnd = b.cat.NextProducerID, b.cat.NextProducerID
 	return nil
 }
 
@@ -177,8 +155,8 @@ func (b *Broker) topicNames() []string {
 }
 
 // createTopic validates and, unless validateOnly, creates a topic: the
-// catalog is persisted first, then the logs, so a crash in between is
-// repaired by loadTopics on the next start.
+// metadata log first, then the logs (reconcile), so a crash in between is
+// repaired on the next start.
 func (b *Broker) createTopic(name string, partitions int32, replication int16, configs map[string]string, validateOnly bool) (*topic, error) {
 	if err := validTopicName(name); err != nil {
 		return nil, err
@@ -195,38 +173,49 @@ func (b *Broker) createTopic(name string, partitions int32, replication int16, c
 	if err := config.ValidateTopic(configs); err != nil {
 		return nil, err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if _, ok := b.topics[name]; ok {
-		return nil, fmt.Errorf("%w: topic %q already exists", errTopicExists, name)
-	}
-	if collides := b.collision(name); collides != "" {
-		return nil, fmt.Errorf("%w: topic %q collides with existing topic %q ('.' and '_' are interchangeable in metric names)", errInvalidTopic, name, collides)
+	b.meta.mu.Lock()
+	defer b.meta.mu.Unlock()
+	if err := b.checkNewTopicName(name); err != nil {
+		return nil, err
 	}
 	if validateOnly {
 		return &topic{meta: &topicMeta{Name: name, Partitions: partitions, Configs: configs}}, nil
 	}
-	id := newUUID()
-	meta := &topicMeta{Name: name, ID: uuidString(id), Partitions: partitions, Configs: configs}
-	b.cat.Topics = append(b.cat.Topics, meta)
-	if err := b.saveCatalog(); err != nil {
-		b.cat.Topics = b.cat.Topics[:len(b.cat.Topics)-1]
-		return nil, fmt.Errorf("%w: catalog: %v", storage.ErrStorage, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done, err := b.appendMeta(ctx, metalog.Op{CreateTopic: &metalog.CreateTopic{Name: name, ID: newUUIDString(), Leaders: b.placeLeaders(partitions), Configs: configs}})
+	if err != nil {
+		return nil, metaError(err)
 	}
-	t := &topic{meta: meta, id: id}
-	for p := int32(0); p < partitions; p++ {
-		l, err := b.mgr.Create(storage.TopicPartition{Topic: name, Partition: p}, id, b.storageConfig(configs))
-		if err != nil {
-			return nil, err
-		}
-		t.logs = append(t.logs, l)
-		if b.tiered(meta) {
-			b.tierPartition(meta, p, l, tiering.EmptyManifest(meta.ID, p))
-		}
+	if !done[0] {
+		return nil, fmt.Errorf("%w: topic %q already exists", errTopicExists, name)
 	}
-	b.topics[name] = t
-	b.byID[id] = t
+	t := b.getTopic(name)
+	if t == nil {
+		return nil, fmt.Errorf("%w: topic %q was created but its logs could not be opened", storage.ErrStorage, name)
+	}
 	return t, nil
+}
+
+func (b *Broker) checkNewTopicName(name string) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if _, ok := b.topics[name]; ok {
+		return fmt.Errorf("%w: topic %q already exists", errTopicExists, name)
+	}
+	if collides := b.collision(name); collides != "" {
+		return fmt.Errorf("%w: topic %q collides with existing topic %q ('.' and '_' are interchangeable in metric names)", errInvalidTopic, name, collides)
+	}
+	return nil
+}
+
+// placeLeaders chooses the leader of each of n new partitions.
+func (b *Broker) placeLeaders(n int32) []int32 {
+	leaders := make([]int32, n)
+	for i := range leaders {
+		leaders[i] = b.nodeID
+	}
+	return leaders
 }
 
 func (b *Broker) collision(name string) string {
@@ -239,43 +228,31 @@ func (b *Broker) collision(name string) string {
 	return ""
 }
 
-// deleteTopic removes a topic from the catalog, then its logs.
+// deleteTopic removes a topic from the metadata, then its logs
+// (reconcile) and its objects in the bucket.
 func (b *Broker) deleteTopic(t *topic) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.topics[t.meta.Name] != t {
+	b.meta.mu.Lock()
+	defer b.meta.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done, err := b.appendMeta(ctx, metalog.Op{DeleteTopic: &metalog.DeleteTopic{Name: t.meta.Name, ID: t.meta.ID}})
+	if err != nil {
+		return metaError(err)
+	}
+	if !done[0] {
 		return fmt.Errorf("%w: %q", errUnknownTopic, t.meta.Name)
 	}
-	kept := b.cat.Topics[:0:0]
-	for _, m := range b.cat.Topics {
-		if m != t.meta {
-			kept = append(kept, m)
-		}
-	}
-	old := b.cat.Topics
-	b.cat.Topics = kept
-	if err := b.saveCatalog(); err != nil {
-		b.cat.Topics = old
-		return fmt.Errorf("%w: catalog: %v", storage.ErrStorage, err)
-	}
-	delete(b.topics, t.meta.Name)
-	delete(b.byID, t.id)
 	if b.tiered(t.meta) {
-		b.deleteTieredTopic(t.meta)
-	}
-	for p := range t.logs {
-		if err := b.mgr.Delete(storage.TopicPartition{Topic: t.meta.Name, Partition: int32(p)}); err != nil {
-			b.logger.Warn("deleting a partition log", "topic", t.meta.Name, "partition", p, "err", err)
-		}
+		b.deleteTopicObjects(t.meta)
 	}
 	return nil
 }
 
 // addPartitions grows a topic to count partitions.
 func (b *Broker) addPartitions(name string, count int32, validateOnly bool) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	t := b.topics[name]
+	b.meta.mu.Lock()
+	defer b.meta.mu.Unlock()
+	t := b.getTopic(name)
 	if t == nil {
 		return fmt.Errorf("%w: %q", errUnknownTopic, name)
 	}
@@ -288,101 +265,78 @@ func (b *Broker) addPartitions(name string, count int32, validateOnly bool) erro
 	if validateOnly {
 		return nil
 	}
-	old := t.meta.Partitions
-	t.meta.Partitions = count
-	if err := b.saveCatalog(); err != nil {
-		t.meta.Partitions = old
-		return fmt.Errorf("%w: catalog: %v", storage.ErrStorage, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	op := metalog.AddPartitions{Name: name, ID: t.meta.ID, From: t.meta.Partitions, Leaders: b.placeLeaders(count - t.meta.Partitions)}
+	done, err := b.appendMeta(ctx, metalog.Op{AddPartitions: &op})
+	if err != nil {
+		if errors.Is(err, metalog.ErrStale) {
+			return fmt.Errorf("%w: topic %q changed its partition count meanwhile; retry", errInvalidPartitions, name)
+		}
+		return metaError(err)
 	}
-	for p := old; p < count; p++ {
-		l, err := b.mgr.Create(storage.TopicPartition{Topic: name, Partition: p}, t.id, b.storageConfig(t.meta.Configs))
-		if err != nil {
-			return err
-		}
-		t.logs = append(t.logs, l)
-		if b.tiered(t.meta) {
-			b.tierPartition(t.meta, p, l, tiering.EmptyManifest(t.meta.ID, p))
-		}
+	if !done[0] {
+		return fmt.Errorf("%w: topic %q changed meanwhile; retry", errInvalidPartitions, name)
 	}
 	return nil
 }
 
-// setTopicConfigs replaces a topic's overrides and applies them to its logs.
+// setTopicConfigs replaces a topic's overrides; reconcile applies them.
 func (b *Broker) setTopicConfigs(t *topic, configs map[string]string) error {
 	if err := config.ValidateTopic(configs); err != nil {
 		return err
 	}
-	wasTiered := b.tiered(t.meta)
-	if wasTiered && !b.tieredConfigs(configs) {
+	if b.tiered(t.meta) && !b.tieredConfigs(configs) {
 		return fmt.Errorf("%w: remote.storage.enable cannot be turned off for topic %q once it is tiered (delete and recreate the topic)", config.ErrInvalid, t.meta.Name)
 	}
-	var manifests []tiering.Manifest
-	if !wasTiered && b.tieredConfigs(configs) && t.meta.Name != offsetsTopic {
-		// Turned on: the manifests are empty unless the topic was tiered by
-		// an earlier broker; read them before the catalog changes.
-		for p := range t.logs {
-			m, err := b.tierer.LoadManifest(context.Background(), t.meta.ID, int32(p))
-			if err != nil {
-				return fmt.Errorf("%w: %v", storage.ErrStorage, err)
-			}
-			manifests = append(manifests, m)
-		}
+	b.meta.mu.Lock()
+	defer b.meta.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done, err := b.appendMeta(ctx, metalog.Op{SetTopicConfigs: &metalog.SetTopicConfigs{Name: t.meta.Name, ID: t.meta.ID, Configs: configs}})
+	if err != nil {
+		return metaError(err)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	old := t.meta.Configs
-	t.meta.Configs = configs
-	if err := b.saveCatalog(); err != nil {
-		t.meta.Configs = old
-		return fmt.Errorf("%w: catalog: %v", storage.ErrStorage, err)
-	}
-	for p, l := range t.logs {
-		l.SetConfig(b.storageConfig(configs))
-		if manifests != nil {
-			b.tierPartition(t.meta, int32(p), l, manifests[p])
-		} else if wasTiered {
-			b.tierer.SetRetention(t.meta.ID, int32(p), b.retention(configs))
-		}
+	if !done[0] {
+		return fmt.Errorf("%w: %q", errUnknownTopic, t.meta.Name)
 	}
 	return nil
 }
 
-// setBrokerConfigs replaces the dynamic broker configs, persisted.
+// setBrokerConfigs replaces the dynamic broker configs, cluster-wide.
 func (b *Broker) setBrokerConfigs(values map[string]string) error {
-	if err := b.cfg.SetDynamic(values); err != nil {
+	if err := config.ValidateDynamic(values); err != nil {
 		return err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.cat.BrokerConfigs = values
-	if err := b.saveCatalog(); err != nil {
-		return fmt.Errorf("%w: catalog: %v", storage.ErrStorage, err)
-	}
-	for _, t := range b.topics {
-		for p, l := range t.logs {
-			l.SetConfig(b.storageConfig(t.meta.Configs))
-			if b.tiered(t.meta) {
-				b.tierer.SetRetention(t.meta.ID, int32(p), b.retention(t.meta.Configs))
-			}
-		}
+	b.meta.mu.Lock()
+	defer b.meta.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := b.appendMeta(ctx, metalog.Op{SetBrokerConfigs: &metalog.SetBrokerConfigs{Configs: values}}); err != nil {
+		return metaError(err)
 	}
 	return nil
 }
 
-// producerIDBlock is how many producer ids one catalog write reserves, so
-// ids are never reused after a crash without a write per InitProducerId.
+// producerIDBlock is how many producer ids one metadata entry reserves
+// for this broker, so ids are never reused after a crash or by two brokers
+// without an entry per InitProducerId.
 const producerIDBlock = 1000
 
 func (b *Broker) nextProducerID() (int64, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.pidMu.Lock()
+	defer b.pidMu.Unlock()
 	if b.pidNext >= b.pidEnd {
-		b.cat.NextProducerID = b.pidEnd + producerIDBlock
-		if err := b.saveCatalog(); err != nil {
-			b.cat.NextProducerID = b.pidEnd
-			return 0, err
+		b.meta.mu.Lock()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err := b.appendMeta(ctx, metalog.Op{AllocateProducerIDs: &metalog.AllocateProducerIDs{Count: producerIDBlock}})
+		start := b.meta.log.Peek().ProducerBlocks[b.nodeID]
+		cancel()
+		b.meta.mu.Unlock()
+		if err != nil {
+			return 0, metaError(err)
 		}
-		b.pidEnd = b.cat.NextProducerID
+		b.pidNext, b.pidEnd = start, start+producerIDBlock
 	}
 	id := b.pidNext
 	b.pidNext++

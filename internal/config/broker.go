@@ -190,6 +190,21 @@ func (b *Broker) Bool(name string) bool { return b.Get(name) == "true" }
 
 // SetDynamic replaces the dynamic broker overrides (validated first).
 func (b *Broker) SetDynamic(values map[string]string) error {
+	if err := ValidateDynamic(values); err != nil {
+		return err
+	}
+	cp := make(map[string]string, len(values))
+	for k, v := range values {
+		cp[k] = v
+	}
+	b.mu.Lock()
+	b.dynamic = cp
+	b.mu.Unlock()
+	return nil
+}
+
+// ValidateDynamic checks dynamic broker overrides without applying them.
+func ValidateDynamic(values map[string]string) error {
 	for k, v := range values {
 		d, ok := brokerDef(k)
 		if !ok {
@@ -202,13 +217,6 @@ func (b *Broker) SetDynamic(values map[string]string) error {
 			return err
 		}
 	}
-	cp := make(map[string]string, len(values))
-	for k, v := range values {
-		cp[k] = v
-	}
-	b.mu.Lock()
-	b.dynamic = cp
-	b.mu.Unlock()
 	return nil
 }
 

@@ -93,6 +93,7 @@ var brokerOnlyDefs = []Def{
 	{Name: "tiercel.remote.chunk.bytes", Type: TypeInt, Default: "4194304", Doc: "Tiercel: size of one ranged GET (and cache entry) when reading tiered segments", Validate: longAtLeast(4096)},
 	{Name: "tiercel.remote.cache.bytes", Type: TypeLong, Default: "1073741824", Doc: "Tiercel: on-disk cache of tiered chunks under log.dirs/remote-cache (least recently used out first)", Validate: longAtLeast(0)},
 	{Name: "tiercel.remote.read.ahead.chunks", Type: TypeInt, Default: "2", Doc: "Tiercel: chunks fetched ahead of a sequential consumer of tiered data", Validate: longAtLeast(0)},
+	{Name: "tiercel.metadata.poll.ms", Type: TypeInt, Default: "2000", Doc: "Tiercel: how often a broker looks for metadata-log entries other brokers appended (one GET when there is none)", Validate: longAtLeast(10)},
 	{Name: "tiercel.log.format", Type: TypeString, Default: "text", Doc: "Tiercel: log format, text or json", Validate: oneOf("text", "json")},
 	{Name: "tiercel.log.level", Type: TypeString, Default: "info", Doc: "Tiercel: log level", Validate: oneOf("debug", "info", "warn", "error")},
 }

@@ -132,7 +132,7 @@ func TestTieringCLIAndMetrics(t *testing.T) {
 		t.Errorf("%d orphans were left after tiering gc", n)
 	}
 	checkAll(t, kafkaAddr, "ops", model)
-	if out, err := tiercel("tiering", "gc", "file://"+t.TempDir()); err == nil || !strings.Contains(out, "no Tiercel catalog") {
+	if out, err := tiercel("tiering", "gc", "file://"+t.TempDir()); err == nil || !strings.Contains(out, "no Tiercel metadata log") {
 		t.Errorf("tiering gc of an empty store: %v\n%s", err, out)
 	}
 

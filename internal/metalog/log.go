@@ -77,6 +77,10 @@ func (l *Log) Snapshot(ctx context.Context) (int64, error) {
 // State is a copy of the applied state.
 func (l *Log) State() State { return l.state.Clone() }
 
+// Peek is the applied state itself, for reading only, valid until the next
+// CatchUp or Append (the owner of the Log decides when that is).
+func (l *Log) Peek() *State { return &l.state }
+
 // Applied is an entry as applied: which of its ops took effect.
 type Applied struct {
 	Entry

@@ -26,22 +26,76 @@ type Topic struct {
 
 // State is the applied metadata after entry Seq.
 type State struct {
-	Seq     int64             `json:"seq"`
-	Topics  map[string]*Topic `json:"topics"`
-	Brokers map[int32]string  `json:"brokers"` // id -> incarnation
+	Seq       int64             `json:"seq"`
+	ClusterID string            `json:"clusterId,omitempty"`
+	Topics    map[string]*Topic `json:"topics"`
+	Brokers   map[int32]string  `json:"brokers"` // id -> incarnation
+	// BrokerConfigs are the cluster-wide dynamic broker configs
+	// (IncrementalAlterConfigs on the default broker resource).
+	BrokerConfigs map[string]string `json:"brokerConfigs,omitempty"`
+	// NextProducerID is the first producer id no broker has reserved.
+	NextProducerID int64 `json:"nextProducerId"`
+	// ProducerBlocks is the first id of the newest block each writer
+	// reserved: how a writer learns its block even when its append's
+	// answer was lost and later entries were applied before it found out.
+	ProducerBlocks map[int32]int64 `json:"producerBlocks,omitempty"`
 }
 
 // NewState is the state before the first entry.
 func NewState() State {
-	return State{Topics: map[string]*Topic{}, Brokers: map[int32]string{}}
+	return State{Topics: map[string]*Topic{}, Brokers: map[int32]string{}, ProducerBlocks: map[int32]int64{}}
 }
+
+// Partitions is a topic's partition count.
+func (t *Topic) Partitions() int32 { return int32(len(t.Leaders)) }
 
 // Op is one change; exactly one field is set.
 type Op struct {
-	CreateTopic    *CreateTopic    `json:"createTopic,omitempty"`
-	DeleteTopic    *DeleteTopic    `json:"deleteTopic,omitempty"`
-	SetLeader      *SetLeader      `json:"setLeader,omitempty"`
-	RegisterBroker *RegisterBroker `json:"registerBroker,omitempty"`
+	InitCluster         *InitCluster         `json:"initCluster,omitempty"`
+	CreateTopic         *CreateTopic         `json:"createTopic,omitempty"`
+	DeleteTopic         *DeleteTopic         `json:"deleteTopic,omitempty"`
+	AddPartitions       *AddPartitions       `json:"addPartitions,omitempty"`
+	SetTopicConfigs     *SetTopicConfigs     `json:"setTopicConfigs,omitempty"`
+	SetBrokerConfigs    *SetBrokerConfigs    `json:"setBrokerConfigs,omitempty"`
+	AllocateProducerIDs *AllocateProducerIDs `json:"allocateProducerIds,omitempty"`
+	SetLeader           *SetLeader           `json:"setLeader,omitempty"`
+	RegisterBroker      *RegisterBroker      `json:"registerBroker,omitempty"`
+}
+
+// InitCluster names the cluster; only the first one in the log applies,
+// so brokers starting together on an empty bucket agree on one id.
+type InitCluster struct {
+	ClusterID string `json:"clusterId"`
+}
+
+// AddPartitions grows topic Name (if it still has id ID and From
+// partitions: two brokers growing one topic at once must not both add) by
+// one partition per entry of Leaders.
+type AddPartitions struct {
+	Name    string  `json:"name"`
+	ID      string  `json:"id"`
+	From    int32   `json:"from"`
+	Leaders []int32 `json:"leaders"`
+}
+
+// SetTopicConfigs replaces topic Name's config overrides, if it still has
+// id ID.
+type SetTopicConfigs struct {
+	Name    string            `json:"name"`
+	ID      string            `json:"id"`
+	Configs map[string]string `json:"configs,omitempty"`
+}
+
+// SetBrokerConfigs replaces the cluster-wide dynamic broker configs.
+type SetBrokerConfigs struct {
+	Configs map[string]string `json:"configs,omitempty"`
+}
+
+// AllocateProducerIDs reserves the next Count producer ids for the
+// entry's writer: the block is [NextProducerID before, NextProducerID
+// after).
+type AllocateProducerIDs struct {
+	Count int64 `json:"count"`
 }
 
 // CreateTopic adds a topic whose partitions are led by Leaders at epoch 0.
@@ -86,6 +140,35 @@ type Entry struct {
 // Check says why op cannot apply to s, or nil.
 func (s *State) Check(op Op) error {
 	switch {
+	case op.InitCluster != nil:
+		if s.ClusterID != "" {
+			return fmt.Errorf("%w: cluster %s", ErrExists, s.ClusterID)
+		}
+		if op.InitCluster.ClusterID == "" {
+			return fmt.Errorf("%w: empty cluster id", ErrInvalid)
+		}
+	case op.AddPartitions != nil:
+		a := op.AddPartitions
+		t := s.Topics[a.Name]
+		if t == nil || t.ID != a.ID {
+			return fmt.Errorf("%w: topic %q with id %s", ErrNotFound, a.Name, a.ID)
+		}
+		if t.Partitions() != a.From {
+			return fmt.Errorf("%w: topic %q has %d partitions, not %d", ErrStale, a.Name, t.Partitions(), a.From)
+		}
+		if len(a.Leaders) == 0 {
+			return fmt.Errorf("%w: no partitions to add to %q", ErrInvalid, a.Name)
+		}
+	case op.SetTopicConfigs != nil:
+		c := op.SetTopicConfigs
+		if t := s.Topics[c.Name]; t == nil || t.ID != c.ID {
+			return fmt.Errorf("%w: topic %q with id %s", ErrNotFound, c.Name, c.ID)
+		}
+	case op.SetBrokerConfigs != nil:
+	case op.AllocateProducerIDs != nil:
+		if op.AllocateProducerIDs.Count <= 0 {
+			return fmt.Errorf("%w: a block of %d producer ids", ErrInvalid, op.AllocateProducerIDs.Count)
+		}
 	case op.CreateTopic != nil:
 		c := op.CreateTopic
 		if _, ok := s.Topics[c.Name]; ok {
@@ -133,6 +216,23 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 		}
 		done[i] = true
 		switch {
+		case op.InitCluster != nil:
+			s.ClusterID = op.InitCluster.ClusterID
+		case op.AddPartitions != nil:
+			t := s.Topics[op.AddPartitions.Name]
+			for _, b := range op.AddPartitions.Leaders {
+				t.Leaders = append(t.Leaders, Leader{Broker: b})
+			}
+		case op.SetTopicConfigs != nil:
+			s.Topics[op.SetTopicConfigs.Name].Configs = op.SetTopicConfigs.Configs
+		case op.SetBrokerConfigs != nil:
+			s.BrokerConfigs = op.SetBrokerConfigs.Configs
+		case op.AllocateProducerIDs != nil:
+			if s.ProducerBlocks == nil {
+				s.ProducerBlocks = map[int32]int64{}
+			}
+			s.ProducerBlocks[e.Writer] = s.NextProducerID
+			s.NextProducerID += op.AllocateProducerIDs.Count
 		case op.CreateTopic != nil:
 			c := op.CreateTopic
 			t := &Topic{Name: c.Name, ID: c.ID, Configs: c.Configs}
@@ -156,7 +256,8 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 // Clone is a deep copy.
 func (s *State) Clone() State {
 	c := NewState()
-	c.Seq = s.Seq
+	// Config maps are replaced by Apply, never changed in place: shared.
+	c.Seq, c.ClusterID, c.NextProducerID, c.BrokerConfigs = s.Seq, s.ClusterID, s.NextProducerID, s.BrokerConfigs
 	for n, t := range s.Topics {
 		ct := *t
 		ct.Leaders = append([]Leader(nil), t.Leaders...)
@@ -164,6 +265,9 @@ func (s *State) Clone() State {
 	}
 	for id, inc := range s.Brokers {
 		c.Brokers[id] = inc
+	}
+	for w, start := range s.ProducerBlocks {
+		c.ProducerBlocks[w] = start
 	}
 	return c
 }

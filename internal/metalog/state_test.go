@@ -89,3 +89,49 @@ func TestSnapshotReplay(t *testing.T) {
 		t.Fatalf("state from the snapshot: seq %d, %d topics; want seq %d, %d topics", got.Seq, len(got.Topics), full.Seq, len(full.Topics))
 	}
 }
+
+// TestApplyClusterOps: the ops behind the admin APIs, including the ones
+// two brokers can race on (the cluster id, growing a topic) and the
+// producer-id blocks that must never overlap.
+func TestApplyClusterOps(t *testing.T) {
+	s := NewState()
+	step := func(writer int32, ops []Op, want ...bool) {
+		t.Helper()
+		done, err := s.Apply(Entry{Seq: s.Seq + 1, Writer: writer, Ops: ops})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if done[i] != want[i] {
+				t.Fatalf("entry %d op %d applied = %v, want %v", s.Seq, i, done[i], want[i])
+			}
+		}
+	}
+	step(1, []Op{{InitCluster: &InitCluster{ClusterID: "c1"}}}, true)
+	step(2, []Op{{InitCluster: &InitCluster{ClusterID: "c2"}}}, false) // the first one names the cluster
+	if s.ClusterID != "c1" {
+		t.Fatalf("cluster %q", s.ClusterID)
+	}
+	step(1, []Op{{CreateTopic: &CreateTopic{Name: "t", ID: "T", Leaders: []int32{1}}}}, true)
+	grow := func(from int32, n int) Op {
+		return Op{AddPartitions: &AddPartitions{Name: "t", ID: "T", From: from, Leaders: make([]int32, n)}}
+	}
+	// Two brokers grow t from 1 partition at once: only the first counts.
+	step(2, []Op{grow(1, 2), grow(1, 5)}, true, false)
+	if n := s.Topics["t"].Partitions(); n != 3 {
+		t.Fatalf("t has %d partitions, want 3", n)
+	}
+	step(1, []Op{{SetTopicConfigs: &SetTopicConfigs{Name: "t", ID: "old", Configs: map[string]string{"x": "1"}}}}, false)
+	step(1, []Op{{SetTopicConfigs: &SetTopicConfigs{Name: "t", ID: "T", Configs: map[string]string{"retention.ms": "1"}}}}, true)
+	step(1, []Op{{SetBrokerConfigs: &SetBrokerConfigs{Configs: map[string]string{"a": "b"}}}}, true)
+	c := s.Clone()
+	step(1, []Op{{AllocateProducerIDs: &AllocateProducerIDs{Count: 1000}}}, true)
+	step(2, []Op{{AllocateProducerIDs: &AllocateProducerIDs{Count: 1000}}, {AllocateProducerIDs: &AllocateProducerIDs{Count: 0}}}, true, false)
+	step(1, []Op{{AllocateProducerIDs: &AllocateProducerIDs{Count: 1000}}}, true)
+	if s.ProducerBlocks[1] != 2000 || s.ProducerBlocks[2] != 1000 || s.NextProducerID != 3000 {
+		t.Fatalf("producer blocks %v, next %d", s.ProducerBlocks, s.NextProducerID)
+	}
+	if c.Topics["t"].Configs["retention.ms"] != "1" || c.BrokerConfigs["a"] != "b" || len(c.ProducerBlocks) != 0 || c.NextProducerID != 0 {
+		t.Fatalf("the clone changed with the state, or lost what it held: %+v", c)
+	}
+}

@@ -1,0 +1,259 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sync"
+
+	"github.com/tiercel/tiercel/broker/storage"
+	"github.com/tiercel/tiercel/internal/metalog"
+	"github.com/tiercel/tiercel/tiering"
+)
+
+// topicMeta is the broker's copy of one topic's metadata. It is never
+// changed in place: a change publishes a new *topic with a new topicMeta,
+// so a request holding the old one reads a consistent (if older) view.
+type topicMeta struct {
+	Name       string
+	ID         string // Kafka's Uuid text form
+	Partitions int32
+	Configs    map[string]string
+	Leaders    []metalog.Leader // by partition
+}
+
+func newTopicMeta(t *metalog.Topic) *topicMeta {
+	return &topicMeta{Name: t.Name, ID: t.ID, Partitions: t.Partitions(), Configs: cloneConfigs(t.Configs), Leaders: append([]metalog.Leader(nil), t.Leaders...)}
+}
+
+// ledHere reports whether this broker leads partition p.
+func (b *Broker) ledHere(m *topicMeta, p int32) bool {
+	return p >= 0 && p < m.Partitions && m.Leaders[p].Broker == b.nodeID
+}
+
+// partitionRef names one partition to open or start tiering.
+type partitionRef struct {
+	meta *topicMeta
+	p    int32
+	// manifest is needed: the partition is tiered and its manifest is not
+	// known to be empty (the partition is not new).
+	needManifest bool
+	man          *tiering.Manifest
+	open         bool // open the local log (else only start tiering it)
+}
+
+// reconcile makes the broker's topics and partition logs match the applied
+// metadata state. The caller holds meta.mu, so reconciles run one at a time
+// and in log order. Partitions created by entries applied since the last
+// reconcile are new: their manifests are empty without asking the bucket.
+// At start-up (startup) nothing is known to be new, and every tiered
+// partition's manifest is read.
+func (b *Broker) reconcile(ctx context.Context, startup bool) error {
+	st := b.meta.log.Peek()
+	b.mu.RLock()
+	var refs []*partitionRef
+	for name, mt := range st.Topics {
+		m := newTopicMeta(mt)
+		old := b.topics[name]
+		if old != nil && old.meta.ID != m.ID {
+			old = nil // recreated under the same name
+		}
+		known := int32(-1)
+		if !startup {
+			known = b.known[m.ID]
+		}
+		for p := int32(0); p < m.Partitions; p++ {
+			if !b.ledHere(m, p) {
+				continue
+			}
+			hasLog := old != nil && p < int32(len(old.logs)) && old.logs[p] != nil
+			tieringOn := b.tiered(m) && (old == nil || !b.tiered(old.meta) || !hasLog)
+			if hasLog && !tieringOn {
+				continue
+			}
+			isNew := known >= 0 && p >= known
+			refs = append(refs, &partitionRef{meta: m, p: p, open: !hasLog, needManifest: b.tiered(m) && !isNew})
+		}
+	}
+	b.mu.RUnlock()
+
+	// A manifest that cannot be read leaves its partition closed (opening
+	// it without would restart its offsets at 0); the rest goes ahead and
+	// the next poll retries.
+	firstErr := b.loadManifests(ctx, refs)
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	brokerConfigsChanged := !maps.Equal(st.BrokerConfigs, b.cfg.Dynamic())
+	if brokerConfigsChanged {
+		if err := b.cfg.SetDynamic(st.BrokerConfigs); err != nil {
+			b.logger.Warn("ignoring dynamic broker configs this broker does not accept", "err", err)
+		}
+	}
+	for name, t := range b.topics {
+		if mt := st.Topics[name]; mt == nil || mt.ID != t.meta.ID {
+			b.dropTopic(t)
+		}
+	}
+	byTopic := map[string][]*partitionRef{}
+	for _, r := range refs {
+		byTopic[r.meta.Name] = append(byTopic[r.meta.Name], r)
+	}
+	known := make(map[string]int32, len(st.Topics))
+	for name, mt := range st.Topics {
+		known[mt.ID] = mt.Partitions()
+		if err := b.reconcileTopic(name, mt, byTopic[name]); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	b.known = known
+	if brokerConfigsChanged {
+		b.applyBrokerConfigs()
+	}
+	b.meta.dirty = firstErr != nil
+	return firstErr
+}
+
+// reconcileTopic publishes topic name's new metadata and opens the
+// partitions refs names; the caller holds b.mu.
+func (b *Broker) reconcileTopic(name string, mt *metalog.Topic, refs []*partitionRef) error {
+	old := b.topics[name]
+	if old != nil && len(refs) == 0 && old.meta.Partitions == mt.Partitions() &&
+		maps.Equal(old.meta.Configs, mt.Configs) && leadersEqual(old.meta.Leaders, mt.Leaders) {
+		return nil
+	}
+	m := newTopicMeta(mt)
+	id, err := parseUUID(m.ID)
+	if err != nil {
+		return err
+	}
+	t := &topic{meta: m, id: id, logs: make([]*storage.Log, m.Partitions)}
+	if old != nil {
+		copy(t.logs, old.logs)
+	}
+	for p, l := range t.logs {
+		if l != nil && !b.ledHere(m, int32(p)) {
+			// Led elsewhere now: the log stays on disk but is not served.
+			t.logs[p] = nil
+		}
+	}
+	configsChanged := old == nil || !maps.Equal(old.meta.Configs, m.Configs)
+	var firstErr error
+	for _, r := range refs {
+		r.meta = m
+		if b.tiered(m) && r.man == nil {
+			continue // its manifest could not be read
+		}
+		if r.open {
+			tp := storage.TopicPartition{Topic: name, Partition: r.p}
+			l, err := b.openPartition(tp, id, m, r.man)
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("opening %s-%d: %w", name, r.p, err)
+				}
+				continue
+			}
+			t.logs[r.p] = l
+		}
+		if b.tiered(m) && r.man != nil {
+			b.tierPartition(m, r.p, t.logs[r.p], *r.man)
+		}
+	}
+	if old != nil && configsChanged {
+		for p, l := range t.logs {
+			if l == nil {
+				continue
+			}
+			l.SetConfig(b.storageConfig(m.Configs))
+			if b.tiered(m) {
+				b.tierer.SetRetention(m.ID, int32(p), b.retention(m.Configs))
+			}
+		}
+	}
+	b.topics[name] = t
+	b.byID[id] = t
+	return firstErr
+}
+
+// applyBrokerConfigs re-resolves every log's settings after the dynamic
+// broker configs changed; the caller holds b.mu.
+func (b *Broker) applyBrokerConfigs() {
+	for _, t := range b.topics {
+		for p, l := range t.logs {
+			if l == nil {
+				continue
+			}
+			l.SetConfig(b.storageConfig(t.meta.Configs))
+			if b.tiered(t.meta) {
+				b.tierer.SetRetention(t.meta.ID, int32(p), b.retention(t.meta.Configs))
+			}
+		}
+	}
+}
+
+// dropTopic removes a deleted topic's local logs and stops tiering it; the
+// caller holds b.mu. Its objects in the bucket are deleted by the broker
+// that deleted it (deleteTopicObjects), or by garbage collection.
+func (b *Broker) dropTopic(t *topic) {
+	delete(b.topics, t.meta.Name)
+	delete(b.byID, t.id)
+	for p, l := range t.logs {
+		if l == nil {
+			continue
+		}
+		if b.tiered(t.meta) {
+			b.tierer.Remove(t.meta.ID, int32(p))
+		}
+		if err := b.mgr.Delete(storage.TopicPartition{Topic: t.meta.Name, Partition: int32(p)}); err != nil {
+			b.logger.Warn("deleting a partition log", "topic", t.meta.Name, "partition", p, "err", err)
+		}
+	}
+}
+
+func leadersEqual(a, b []metalog.Leader) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// loadManifests reads the manifests refs need, a few at a time; a
+// partition whose manifest is known to be empty gets an empty one.
+func (b *Broker) loadManifests(ctx context.Context, refs []*partitionRef) error {
+	var mu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for _, r := range refs {
+		if !b.tiered(r.meta) {
+			continue
+		}
+		if !r.needManifest {
+			man := tiering.EmptyManifest(r.meta.ID, r.p)
+			r.man = &man
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			man, err := b.tierer.LoadManifest(ctx, r.meta.ID, r.p)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("manifest of %s-%d: %w", r.meta.Name, r.p, err)
+				}
+				return
+			}
+			r.man = &man
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
