@@ -1,0 +1,307 @@
+// Package gossip is cluster membership: which brokers are up, where their
+// Kafka listeners are, and hints that the metadata log has new entries.
+// It wraps hashicorp/memberlist. Membership is only ever a hint to the
+// broker: who leads a partition is decided by the metadata log and the
+// leases in the bucket (docs/design.md, "Control plane"), never by
+// gossip's failure detector.
+package gossip
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Meta is what a broker tells the others about itself (memberlist node
+// metadata: at most 512 bytes encoded).
+type Meta struct {
+	BrokerID    int32  `json:"id"`
+	KafkaAddr   string `json:"kafka"`
+	Rack        string `json:"rack,omitempty"`
+	Region      string `json:"region,omitempty"`
+	AdminAddr   string `json:"admin,omitempty"`
+	Version     string `json:"version,omitempty"`
+	Incarnation string `json:"inc,omitempty"` // one per process start
+}
+
+// Member is a broker gossip currently considers up (alive or suspected).
+type Member struct {
+	Meta
+	Name    string
+	Addr    string // the gossip address
+	Suspect bool
+}
+
+// Config starts a Node.
+type Config struct {
+	Meta Meta
+	// BindAddr is host:port for gossip (TCP and UDP); port 0 picks one.
+	BindAddr string
+	// AdvertiseAddr, if set, is the host:port others reach this node at.
+	AdvertiseAddr string
+	// Seeds are gossip addresses of brokers to join; joining is retried in
+	// the background until one answers, so brokers may start in any order.
+	Seeds []string
+	// Transport replaces the network (tests: memberlist.MockNetwork).
+	Transport memberlist.Transport
+	// Local uses memberlist's timings for a single machine (faster
+	// failure detection); otherwise its LAN timings.
+	Local  bool
+	Logger *slog.Logger
+	// OnChange is called after a broker joins, leaves or changes its Meta.
+	OnChange func()
+	// OnHint is called when a peer announces metadata-log entry seq.
+	OnHint func(seq int64)
+	// OnConflict is called when another process gossips with this
+	// broker's name: two brokers configured with one id.
+	OnConflict func(other Member)
+}
+
+// Node is this broker's membership in the cluster.
+type Node struct {
+	cfg     Config
+	ml      *memberlist.Memberlist
+	queue   *memberlist.TransmitLimitedQueue
+	meta    []byte
+	seq     atomic.Int64 // newest metadata entry this node announced or heard of
+	stop    chan struct{}
+	stopped sync.Once
+	joined  chan struct{}
+}
+
+// NodeName is the gossip name of a broker id: one name per id, so two
+// processes with the same id collide visibly.
+func NodeName(brokerID int32) string { return "broker-" + strconv.Itoa(int(brokerID)) }
+
+// Start joins the cluster (in the background if no seed answers yet).
+func Start(cfg Config) (*Node, error) {
+	meta, err := json.Marshal(cfg.Meta)
+	if err != nil {
+		return nil, err
+	}
+	if len(meta) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("gossip: broker metadata is %d bytes; the limit is %d (shorten the rack, region or addresses)", len(meta), memberlist.MetaMaxSize)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	n := &Node{cfg: cfg, meta: meta, stop: make(chan struct{}), joined: make(chan struct{})}
+	mc := memberlist.DefaultLANConfig()
+	if cfg.Local {
+		mc = memberlist.DefaultLocalConfig()
+	}
+	mc.Name = NodeName(cfg.Meta.BrokerID)
+	mc.Delegate = (*delegate)(n)
+	mc.Events = (*events)(n)
+	mc.Conflict = (*conflicts)(n)
+	mc.Logger = log.New(slogWriter{cfg.Logger}, "", 0)
+	if cfg.Transport != nil {
+		mc.Transport = cfg.Transport
+	} else {
+		host, port, err := splitHostPort(cfg.BindAddr)
+		if err != nil {
+			return nil, fmt.Errorf("gossip address %q: %w", cfg.BindAddr, err)
+		}
+		mc.BindAddr, mc.BindPort, mc.AdvertisePort = host, port, port // port 0: memberlist picks one
+	}
+	if cfg.AdvertiseAddr != "" {
+		host, port, err := splitHostPort(cfg.AdvertiseAddr)
+		if err != nil {
+			return nil, fmt.Errorf("gossip advertised address %q: %w", cfg.AdvertiseAddr, err)
+		}
+		mc.AdvertiseAddr, mc.AdvertisePort = host, port
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("gossip on %s: %w", cfg.BindAddr, err)
+	}
+	n.ml = ml
+	n.queue = &memberlist.TransmitLimitedQueue{NumNodes: ml.NumMembers, RetransmitMult: mc.RetransmitMult}
+	go n.join()
+	return n, nil
+}
+
+// join contacts the seeds until one answers.
+func (n *Node) join() {
+	defer close(n.joined)
+	if len(n.cfg.Seeds) == 0 {
+		return
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		if _, err := n.ml.Join(n.cfg.Seeds); err == nil {
+			return
+		} else {
+			n.cfg.Logger.Debug("gossip: no seed answered yet", "seeds", n.cfg.Seeds, "err", err)
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// Addr is the gossip address others reach this node at.
+func (n *Node) Addr() string {
+	self := n.ml.LocalNode()
+	return net.JoinHostPort(self.Addr.String(), strconv.Itoa(int(self.Port)))
+}
+
+// Members lists the brokers gossip considers up, this one included,
+// ordered by broker id.
+func (n *Node) Members() []Member {
+	var out []Member
+	for _, node := range n.ml.Members() {
+		var m Meta
+		if json.Unmarshal(node.Meta, &m) != nil {
+			continue // not a Tiercel broker
+		}
+		out = append(out, Member{Meta: m, Name: node.Name, Addr: node.Address(), Suspect: node.State == memberlist.StateSuspect})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].BrokerID < out[j].BrokerID })
+	return out
+}
+
+// Announce tells the other brokers that the metadata log reached seq, so
+// they catch up now instead of at their next poll.
+func (n *Node) Announce(seq int64) {
+	for {
+		cur := n.seq.Load()
+		if seq <= cur || n.seq.CompareAndSwap(cur, seq) {
+			break
+		}
+	}
+	msg, _ := json.Marshal(hint{Seq: seq})
+	n.queue.QueueBroadcast(hintBroadcast(msg))
+}
+
+// Leave tells the others this broker is going (graceful shutdown), then
+// stops gossiping.
+func (n *Node) Leave(timeout time.Duration) error {
+	err := n.ml.Leave(timeout)
+	n.Shutdown()
+	return err
+}
+
+// Shutdown stops gossiping without a goodbye (the others notice by
+// failure detection).
+func (n *Node) Shutdown() {
+	n.stopped.Do(func() {
+		close(n.stop)
+		_ = n.ml.Shutdown()
+		<-n.joined
+	})
+}
+
+type hint struct {
+	Seq int64 `json:"seq"`
+}
+
+func (n *Node) heard(data []byte) {
+	var h hint
+	if json.Unmarshal(data, &h) != nil || h.Seq <= 0 {
+		return
+	}
+	for {
+		cur := n.seq.Load()
+		if h.Seq <= cur {
+			return
+		}
+		if n.seq.CompareAndSwap(cur, h.Seq) {
+			break
+		}
+	}
+	if n.cfg.OnHint != nil {
+		n.cfg.OnHint(h.Seq)
+	}
+}
+
+// hintBroadcast is a metadata hint; a newer one replaces an older one in
+// the queue.
+type hintBroadcast []byte
+
+func (h hintBroadcast) Invalidates(memberlist.Broadcast) bool { return true }
+func (h hintBroadcast) Message() []byte                       { return h }
+func (h hintBroadcast) Finished()                             {}
+func (h hintBroadcast) Name() string                          { return "metadata-seq" }
+
+type delegate Node
+
+func (d *delegate) NodeMeta(int) []byte { return d.meta }
+func (d *delegate) NotifyMsg(b []byte)  { (*Node)(d).heard(b) }
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.queue.GetBroadcasts(overhead, limit)
+}
+
+// LocalState and MergeRemoteState carry the newest metadata seq in
+// memberlist's periodic full sync, so a hint lost on the way still arrives.
+func (d *delegate) LocalState(bool) []byte {
+	b, _ := json.Marshal(hint{Seq: d.seq.Load()})
+	return b
+}
+func (d *delegate) MergeRemoteState(buf []byte, _ bool) { (*Node)(d).heard(buf) }
+
+type events Node
+
+func (e *events) NotifyJoin(*memberlist.Node)   { e.changed() }
+func (e *events) NotifyLeave(*memberlist.Node)  { e.changed() }
+func (e *events) NotifyUpdate(*memberlist.Node) { e.changed() }
+func (e *events) changed() {
+	if e.cfg.OnChange != nil {
+		e.cfg.OnChange()
+	}
+}
+
+type conflicts Node
+
+func (c *conflicts) NotifyConflict(_, other *memberlist.Node) {
+	var m Meta
+	_ = json.Unmarshal(other.Meta, &m)
+	c.cfg.Logger.Error("another process gossips with this broker's id: two brokers are configured with one node.id", "name", other.Name, "addr", other.Address(), "kafka", m.KafkaAddr)
+	if c.cfg.OnConflict != nil {
+		c.cfg.OnConflict(Member{Meta: m, Name: other.Name, Addr: other.Address()})
+	}
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", port)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, p, nil
+}
+
+// slogWriter sends memberlist's log lines to slog at debug level: its
+// routine messages (suspicions, refuted probes) are hints, not problems.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Debug("memberlist", "msg", string(trimNewline(p)))
+	return len(p), nil
+}
+
+func trimNewline(p []byte) []byte {
+	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
+		p = p[:len(p)-1]
+	}
+	return p
+}
