@@ -20,14 +20,19 @@ import (
 	"github.com/tiercel/tiercel/tiering"
 )
 
-// counting counts the requests that reach a bucket.
+// counting counts the requests that reach a bucket; cluster counts those
+// on the broker-wide cluster/ keys (the metadata log), which do not grow
+// with the number of partitions.
 type counting struct {
 	objstore.Bucket
-	n atomic.Int64
+	n, cluster atomic.Int64
 }
 
 func (c *counting) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, objstore.Attrs, error) {
 	c.n.Add(1)
+	if strings.HasPrefix(key, "cluster/") {
+		c.cluster.Add(1)
+	}
 	return c.Bucket.Get(ctx, key, off, n)
 }
 
@@ -265,10 +270,15 @@ func TestTieringRetentionAndDeletion(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Second) // everything rolled and tiered that will be
-		before := bucket.n.Load()
+		before, beforeCluster := bucket.n.Load(), bucket.cluster.Load()
 		time.Sleep(2 * time.Second) // 40 planning passes
-		if n := bucket.n.Load() - before; n != 0 {
-			t.Fatalf("an idle broker with over 200 tiered partitions made %d object-store requests in 2s", n)
+		cluster := bucket.cluster.Load() - beforeCluster
+		if n := bucket.n.Load() - before - cluster; n != 0 {
+			t.Fatalf("an idle broker with over 200 tiered partitions made %d object-store requests for them in 2s", n)
+		}
+		// The metadata-log poll: one GET per tiercel.metadata.poll.ms (2 s).
+		if cluster > 2 {
+			t.Fatalf("an idle broker made %d metadata-log requests in 2s", cluster)
 		}
 	})
 }
