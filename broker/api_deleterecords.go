@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tiercel/tiercel/broker/storage"
@@ -20,9 +19,9 @@ func (b *Broker) handleDeleteRecords(req *kmsg.DeleteRecordsRequest) kmsg.Respon
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.LowWatermark = -1
-			t, l := b.topicLog(rt.Topic, rp.Partition)
-			if l == nil {
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			t, l, code := b.leaderLog(rt.Topic, rp.Partition, -1)
+			if code != 0 {
+				sp.ErrorCode = code
 			} else {
 				start, err := b.deleteRecords(t, rp.Partition, l, rp.Offset)
 				sp.ErrorCode = errorCode(err)

@@ -99,7 +99,7 @@ func (b *Broker) handleDescribeTopicPartitions(req *kmsg.DescribeTopicPartitions
 		if name == startTopic {
 			first = startPart
 		}
-		for p := first; p < int32(len(t.logs)); p++ {
+		for p := first; p < t.meta.Partitions; p++ {
 			if count == limit {
 				c := kmsg.NewDescribeTopicPartitionsResponseNextCursor()
 				c.Topic, c.Partition = name, p
@@ -108,8 +108,9 @@ func (b *Broker) handleDescribeTopicPartitions(req *kmsg.DescribeTopicPartitions
 				return resp
 			}
 			rp := kmsg.NewDescribeTopicPartitionsResponseTopicPartition()
-			rp.Partition, rp.LeaderID, rp.LeaderEpoch = p, b.nodeID, leaderEpoch
-			rp.Replicas, rp.ISR = []int32{b.nodeID}, []int32{b.nodeID}
+			leader := t.meta.Leaders[p]
+			rp.Partition, rp.LeaderID, rp.LeaderEpoch = p, leader.Broker, leader.Epoch
+			rp.Replicas, rp.ISR = []int32{leader.Broker}, []int32{leader.Broker}
 			rt.Partitions = append(rt.Partitions, rp)
 			count++
 		}

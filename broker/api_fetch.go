@@ -157,12 +157,8 @@ func (b *Broker) readParts(ctx context.Context, parts []fetchPart, maxTotal int3
 			r.code, hasError = p.unknown, true
 			continue
 		}
-		t, l := b.topicLog(p.topic, p.part)
-		if l == nil {
-			r.code, hasError = kerr.UnknownTopicOrPartition.Code, true
-			continue
-		}
-		if code := epochError(p.epoch); code != 0 {
+		t, l, code := b.leaderLog(p.topic, p.part, p.epoch)
+		if code != 0 {
 			r.code, hasError = code, true
 			continue
 		}

@@ -23,7 +23,7 @@ type groupWait struct {
 func (b *Broker) runnerFor(groupID string) (*shardRunner, int16) {
 	r, err := b.coord.shardFor(groupID)
 	if err != nil {
-		if errors.Is(err, errCoordinatorClosed) {
+		if errors.Is(err, errCoordinatorClosed) || errors.Is(err, errNotCoordinator) {
 			return nil, kerr.NotCoordinator.Code
 		}
 		b.logger.Error("group coordinator unavailable", "err", err)
@@ -95,23 +95,30 @@ func (b *Broker) handleFindCoordinator(req *kmsg.FindCoordinatorRequest) kmsg.Re
 	if req.Version < 4 {
 		keys = []string{req.CoordinatorKey}
 	}
-	host, port := b.advertised()
 	for _, key := range keys {
 		c := kmsg.NewFindCoordinatorResponseCoordinator()
 		c.Key, c.NodeID, c.Host, c.Port = key, -1, "", -1
+		// Transactions (type 1) are coordinated by whichever broker is asked.
+		coordinator := b.nodeID
 		switch {
 		case key == "" || (req.CoordinatorType != 0 && req.CoordinatorType != 1):
 			c.ErrorCode = kerr.InvalidRequest.Code
 		case req.CoordinatorType == 0:
-			if _, err := b.coord.shards(); err != nil {
+			id, err := b.coord.coordinatorOf(key)
+			switch {
+			case errors.Is(err, errCoordinatorClosed):
+				c.ErrorCode = kerr.NotCoordinator.Code
+			case err != nil:
 				c.ErrorCode = kerr.CoordinatorNotAvailable.Code
-				if errors.Is(err, errCoordinatorClosed) {
-					c.ErrorCode = kerr.NotCoordinator.Code
-				}
 			}
+			coordinator = id
+		}
+		lb, live := b.liveBroker(coordinator)
+		if c.ErrorCode == 0 && !live {
+			c.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		}
 		if c.ErrorCode == 0 {
-			c.NodeID, c.Host, c.Port = b.nodeID, host, port
+			c.NodeID, c.Host, c.Port = lb.id, lb.host, lb.port
 		} else {
 			c.ErrorMessage = kmsg.StringPtr(kerr.ErrorForCode(c.ErrorCode).Error())
 		}

@@ -28,13 +28,12 @@ func (b *Broker) handleListOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.Timestamp, sp.Offset, sp.LeaderEpoch = -1, -1, -1
-			t, l := b.topicLog(rt.Topic, rp.Partition)
+			t, l, code := b.leaderLog(rt.Topic, rp.Partition, rp.CurrentLeaderEpoch)
 			switch {
-			case l == nil:
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			case epochError(rp.CurrentLeaderEpoch) != 0:
-				sp.ErrorCode = epochError(rp.CurrentLeaderEpoch)
+			case code != 0:
+				sp.ErrorCode = code
 			default:
+				leaderEpoch := t.meta.Leaders[rp.Partition].Epoch
 				switch rp.Timestamp {
 				case offsetLatest:
 					// Read-committed readers get the LSO, which equals the

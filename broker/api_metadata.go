@@ -5,17 +5,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// leaderEpoch is the epoch of every partition on a single node; the
-// control plane issue makes epochs real.
-const leaderEpoch = 0
-
-// epochError checks a request's current leader epoch (-1 = not given):
-// older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH, as Kafka answers.
-func epochError(current int32) int16 {
+// epochError checks a request's current leader epoch (-1 = not given)
+// against the partition's: older is FENCED_LEADER_EPOCH, newer
+// UNKNOWN_LEADER_EPOCH, as Kafka answers.
+func epochError(current, epoch int32) int16 {
 	switch {
-	case current >= 0 && current < leaderEpoch:
+	case current >= 0 && current < epoch:
 		return kerr.FencedLeaderEpoch.Code
-	case current > leaderEpoch:
+	case current > epoch:
 		return kerr.UnknownLeaderEpoch.Code
 	}
 	return 0
@@ -23,8 +20,9 @@ func epochError(current int32) int16 {
 
 func (b *Broker) handleMetadata(req *kmsg.MetadataRequest) kmsg.Response {
 	resp := kmsg.NewPtrMetadataResponse()
-	host, port := b.advertised()
-	resp.Brokers = []kmsg.MetadataResponseBroker{{NodeID: b.nodeID, Host: host, Port: port, Rack: b.rack()}}
+	for _, lb := range b.liveBrokers() {
+		resp.Brokers = append(resp.Brokers, kmsg.MetadataResponseBroker{NodeID: lb.id, Host: lb.host, Port: lb.port, Rack: lb.rack})
+	}
 	resp.ClusterID = &b.clusterID
 	resp.ControllerID = b.nodeID
 
@@ -78,13 +76,19 @@ func (b *Broker) metadataTopic(name string, withOps bool) kmsg.MetadataResponseT
 	if withOps {
 		mt.AuthorizedOperations = allTopicOperations
 	}
-	for p := int32(0); p < int32(len(t.logs)); p++ {
+	live := b.liveBrokerIDs()
+	for p := int32(0); p < t.meta.Partitions; p++ {
 		mp := kmsg.NewMetadataResponseTopicPartition()
+		leader := t.meta.Leaders[p]
 		mp.Partition = p
-		mp.Leader = b.nodeID
-		mp.LeaderEpoch = leaderEpoch
-		mp.Replicas = []int32{b.nodeID}
-		mp.ISR = []int32{b.nodeID}
+		mp.Leader = leader.Broker
+		mp.LeaderEpoch = leader.Epoch
+		mp.Replicas = []int32{leader.Broker}
+		mp.ISR = []int32{leader.Broker}
+		if !live[leader.Broker] {
+			// Its broker is not up: Kafka's answer for an offline leader.
+			mp.ErrorCode, mp.Leader, mp.ISR = kerr.LeaderNotAvailable.Code, -1, []int32{}
+		}
 		mt.Partitions = append(mt.Partitions, mp)
 	}
 	return mt

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -14,13 +13,12 @@ func (b *Broker) handleOffsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochReques
 			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.LeaderEpoch, sp.EndOffset = -1, -1
-			l := b.partitionLog(rt.Topic, rp.Partition)
+			t, l, code := b.leaderLog(rt.Topic, rp.Partition, rp.CurrentLeaderEpoch)
 			switch {
-			case l == nil:
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			case epochError(rp.CurrentLeaderEpoch) != 0:
-				sp.ErrorCode = epochError(rp.CurrentLeaderEpoch)
+			case code != 0:
+				sp.ErrorCode = code
 			default:
+				leaderEpoch := t.meta.Leaders[rp.Partition].Epoch
 				sp.LeaderEpoch, sp.EndOffset = l.EndOffsetForEpoch(rp.LeaderEpoch)
 				if sp.LeaderEpoch == -1 && l.LatestEpoch() == -1 && rp.LeaderEpoch >= leaderEpoch {
 					// An empty log: the current epoch ends at the log end.

@@ -49,8 +49,13 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) re
 			sp.BaseOffset = -1
 			sp.LogAppendTime = -1
 			sp.LogStartOffset = -1
-			if t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.logs) {
+			if t == nil || rp.Partition < 0 || rp.Partition >= t.meta.Partitions {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			if t.logs[rp.Partition] == nil {
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
@@ -75,7 +80,7 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) re
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			opts := storage.AppendOptions{LeaderEpoch: leaderEpoch}
+			opts := storage.AppendOptions{LeaderEpoch: t.meta.Leaders[rp.Partition].Epoch}
 			if b.cfg.TopicValue(overrides, "message.timestamp.type") == "LogAppendTime" {
 				opts.LogAppendTime = nowMs()
 				sp.LogAppendTime = opts.LogAppendTime

@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/tiercel/tiercel/broker/storage"
+	"github.com/tiercel/tiercel/gossip"
 	"github.com/tiercel/tiercel/internal/config"
 	"github.com/tiercel/tiercel/internal/telemetry"
 	"github.com/tiercel/tiercel/internal/vfs"
@@ -61,8 +62,10 @@ type Broker struct {
 	remoteSlots chan struct{}  // tokens of the remote read pool
 	bg          sync.WaitGroup // background deletions of tiered topics
 
-	meta      *clusterMeta
-	clusterID string
+	meta        *clusterMeta
+	clusterID   string
+	gossip      *gossip.Node // nil: a cluster of one
+	incarnation string       // this process's start, told to the other brokers
 
 	mu     sync.RWMutex // guards topics, byID and known
 	topics map[string]*topic
@@ -108,7 +111,7 @@ func New(opts Options) (*Broker, error) {
 		cfg: cfg, fs: opts.FS, logger: opts.Logger, metrics: opts.Metrics,
 		dir: cfg.Get("log.dirs"), nodeID: int32(cfg.Int64("node.id")),
 		topics: map[string]*topic{}, byID: map[[16]byte]*topic{}, conns: map[net.Conn]struct{}{},
-		waiters: newWaiters(), stop: make(chan struct{}),
+		waiters: newWaiters(), stop: make(chan struct{}), incarnation: newUUIDString(),
 	}
 	b.sessions = newFetchSessions(int(cfg.Int64("max.incremental.fetch.session.cache.slots")), time.Duration(cfg.Int64("min.incremental.fetch.session.eviction.ms"))*time.Millisecond)
 	if err := b.fs.MkdirAll(b.dir, 0o755); err != nil {
@@ -174,6 +177,10 @@ func (b *Broker) Start() error {
 	}
 	b.ln = ln
 	b.addr = ln.Addr().String()
+	if err := b.startGossip(); err != nil {
+		ln.Close()
+		return err
+	}
 	b.ready.Store(true)
 	b.bg.Add(1)
 	go func() { defer b.bg.Done(); b.pollMetadata(b.stop) }()
@@ -238,6 +245,7 @@ func (b *Broker) advertised() (string, int32) {
 func (b *Broker) Shutdown(ctx context.Context) error {
 	b.shutOnce.Do(func() {
 		b.draining.Store(true)
+		b.leaveGossip()
 		if b.ln != nil {
 			b.ln.Close()
 		}
@@ -250,6 +258,8 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		// Requests parked in the coordinator (a JoinGroup waiting for a
 		// rebalance) are answered NOT_COORDINATOR so the drain is quick.
 		b.coord.close()
+		// Fetches parked until data arrives or their max wait answer now.
+		b.waiters.closeAll()
 		done := make(chan struct{})
 		go func() { b.connsWG.Wait(); close(done) }()
 		select {
@@ -261,7 +271,6 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			}
 			b.connsMu.Unlock()
 		}
-		b.waiters.closeAll()
 		close(b.stop)
 		b.tierer.Close()
 		b.bg.Wait()

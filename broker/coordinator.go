@@ -22,7 +22,10 @@ const offsetsTopic = "__consumer_offsets"
 // is noticed.
 const coordinatorTick = 100 * time.Millisecond
 
-var errCoordinatorClosed = errors.New("group coordinator is shutting down")
+var (
+	errCoordinatorClosed = errors.New("group coordinator is shutting down")
+	errNotCoordinator    = errors.New("the group's offsets partition is led by another broker")
+)
 
 // coordinator drives one group.Shard per partition of __consumer_offsets,
 // each owned by its own goroutine (shardRunner). The topic is created on
@@ -69,6 +72,9 @@ func (c *coordinator) shards() ([]*shardRunner, error) {
 		if t == nil {
 			t = c.b.getTopic(offsetsTopic)
 		}
+		if t == nil {
+			return nil, fmt.Errorf("%s exists but is not open here yet", offsetsTopic)
+		}
 	}
 	c.startLocked(t)
 	return c.runners, nil
@@ -76,9 +82,15 @@ func (c *coordinator) shards() ([]*shardRunner, error) {
 
 func (c *coordinator) startLocked(t *topic) {
 	cfg := c.b.groupConfig()
+	// One slot per partition of the topic; only the partitions this broker
+	// leads get a runner, the others' groups are coordinated elsewhere.
+	c.runners = make([]*shardRunner, len(t.logs))
 	for p, l := range t.logs {
+		if l == nil {
+			continue
+		}
 		r := &shardRunner{
-			c: c, partition: int32(p), log: l, shard: group.NewShard(cfg),
+			c: c, partition: int32(p), log: l, epoch: t.meta.Leaders[p].Epoch, shard: group.NewShard(cfg),
 			in: make(chan func(time.Time), 256), waits: map[group.ReplyTo]chan any{},
 			persisted: make(chan func(), 256), compactMin: c.b.cfg.Int64("tiercel.offsets.compact.bytes"),
 		}
@@ -88,7 +100,7 @@ func (c *coordinator) startLocked(t *topic) {
 			r.shard.Loaded(time.Now())
 			r.loaded.Store(true)
 		}
-		c.runners = append(c.runners, r)
+		c.runners[p] = r
 		c.wg.Add(2)
 		go r.run()
 		go r.syncLoop()
@@ -102,7 +114,24 @@ func (c *coordinator) shardFor(groupID string) (*shardRunner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rs[partitionFor(groupID, len(rs))], nil
+	r := rs[partitionFor(groupID, len(rs))]
+	if r == nil {
+		return nil, errNotCoordinator
+	}
+	return r, nil
+}
+
+// coordinatorOf is the broker that coordinates groupID: the leader of its
+// partition of the offsets topic (created if needed).
+func (c *coordinator) coordinatorOf(groupID string) (int32, error) {
+	if _, err := c.shards(); err != nil {
+		return -1, err
+	}
+	t := c.b.getTopic(offsetsTopic)
+	if t == nil {
+		return -1, fmt.Errorf("%s is not open yet", offsetsTopic)
+	}
+	return t.meta.Leaders[partitionFor(groupID, int(t.meta.Partitions))].Broker, nil
 }
 
 // partitionFor is abs(String.hashCode) % n, Java's hash of UTF-16 units.
@@ -131,6 +160,9 @@ func (c *coordinator) close() {
 	c.mu.Unlock()
 	close(c.stop)
 	for _, r := range c.runners {
+		if r == nil {
+			continue
+		}
 		r.syncMu.Lock()
 		r.syncCond.Broadcast()
 		r.syncMu.Unlock()
@@ -188,6 +220,7 @@ type shardRunner struct {
 	c         *coordinator
 	partition int32
 	log       *storage.Log
+	epoch     int32 // the leader epoch its writes carry
 	shard     *group.Shard
 	in        chan func(time.Time)
 	loaded    atomic.Bool
@@ -247,7 +280,13 @@ func (c *coordinator) existing() []*shardRunner {
 	if c.closed {
 		return nil
 	}
-	return c.runners
+	var local []*shardRunner
+	for _, r := range c.runners {
+		if r != nil {
+			local = append(local, r)
+		}
+	}
+	return local
 }
 
 func (r *shardRunner) deliver(to group.ReplyTo, v any) {
@@ -378,7 +417,7 @@ func (r *shardRunner) append(writes ...group.Write) (int64, error) {
 		}
 		batch = append(batch, b...)
 	}
-	res, err := r.log.Append(batch, storage.AppendOptions{LeaderEpoch: leaderEpoch})
+	res, err := r.log.Append(batch, storage.AppendOptions{LeaderEpoch: r.epoch})
 	if err != nil {
 		return 0, err
 	}

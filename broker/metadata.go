@@ -116,10 +116,20 @@ func (b *Broker) initialOps(ctx context.Context) ([]metalog.Op, error) {
 // the result; the caller holds meta.mu. It reports which ops took effect
 // (an op overtaken by another broker's entry did not).
 func (b *Broker) appendMeta(ctx context.Context, ops ...metalog.Op) ([]bool, error) {
+	before := b.meta.log.Peek().Seq
 	seq, done, err := b.meta.log.Append(ctx, ops)
 	if err != nil {
+		// Append may have caught up with other brokers' entries before
+		// finding the change no longer applies (the topic exists now):
+		// those are applied like any others.
+		if b.meta.log.Peek().Seq > before {
+			if rerr := b.reconcile(ctx, false); rerr != nil {
+				b.logger.Warn("applying the metadata log", "err", rerr)
+			}
+		}
 		return nil, err
 	}
+	b.announce(seq)
 	if seq%snapshotEvery == 0 {
 		if _, err := b.meta.log.Snapshot(ctx); err != nil {
 			b.logger.Warn("writing a metadata snapshot; the next one will cover it", "seq", seq, "err", err)

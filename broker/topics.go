@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/tiercel/tiercel/broker/storage"
 	"github.com/tiercel/tiercel/internal/config"
@@ -137,6 +140,26 @@ func (b *Broker) topicLog(name string, partition int32) (*topic, *storage.Log) {
 	return t, t.logs[partition]
 }
 
+// leaderLog returns a partition's topic and log if this broker leads it,
+// else the Kafka error: UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER,
+// or an epoch error for a request that names another current epoch (-1:
+// none named).
+func (b *Broker) leaderLog(name string, partition, currentEpoch int32) (*topic, *storage.Log, int16) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	t := b.topics[name]
+	if t == nil || partition < 0 || partition >= t.meta.Partitions {
+		return nil, nil, kerr.UnknownTopicOrPartition.Code
+	}
+	if code := epochError(currentEpoch, t.meta.Leaders[partition].Epoch); code != 0 {
+		return nil, nil, code
+	}
+	if t.logs[partition] == nil {
+		return nil, nil, kerr.NotLeaderForPartition.Code
+	}
+	return t, t.logs[partition], 0
+}
+
 // partitionLog returns the log of a partition, or nil.
 func (b *Broker) partitionLog(name string, partition int32) *storage.Log {
 	_, l := b.topicLog(name, partition)
@@ -168,7 +191,7 @@ func (b *Broker) createTopic(name string, partitions int32, replication int16, c
 		return nil, fmt.Errorf("%w: number of partitions must be from 1 to %d, not %d", errInvalidPartitions, maxPartitions, partitions)
 	}
 	if replication != -1 && replication != 1 {
-		return nil, fmt.Errorf("%w: replication factor %d is larger than the 1 available broker", errInvalidReplication, replication)
+		return nil, fmt.Errorf("%w: replication factor %d: Tiercel does not replicate partitions between brokers yet (the bucket holds their tiered data); use 1 or -1", errInvalidReplication, replication)
 	}
 	if err := config.ValidateTopic(configs); err != nil {
 		return nil, err
@@ -209,13 +232,45 @@ func (b *Broker) checkNewTopicName(name string) error {
 	return nil
 }
 
-// placeLeaders chooses the leader of each of n new partitions.
+// placeLeaders chooses the leader of each of n new partitions: round
+// robin over the live brokers in an order that alternates racks, from a
+// random start, as Kafka places replicas.
 func (b *Broker) placeLeaders(n int32) []int32 {
+	order := rackAlternating(b.liveBrokers())
+	start := rand.IntN(len(order))
 	leaders := make([]int32, n)
 	for i := range leaders {
-		leaders[i] = b.nodeID
+		leaders[i] = order[(start+i)%len(order)]
 	}
 	return leaders
+}
+
+// rackAlternating orders brokers so that consecutive ones are in
+// different racks where possible: the first of each rack, then the second
+// of each, and so on.
+func rackAlternating(brokers []liveBroker) []int32 {
+	byRack := map[string][]int32{}
+	var racks []string
+	for _, lb := range brokers {
+		r := ""
+		if lb.rack != nil {
+			r = *lb.rack
+		}
+		if _, ok := byRack[r]; !ok {
+			racks = append(racks, r)
+		}
+		byRack[r] = append(byRack[r], lb.id)
+	}
+	sort.Strings(racks)
+	var out []int32
+	for i := 0; len(out) < len(brokers); i++ {
+		for _, r := range racks {
+			if i < len(byRack[r]) {
+				out = append(out, byRack[r][i])
+			}
+		}
+	}
+	return out
 }
 
 func (b *Broker) collision(name string) string {

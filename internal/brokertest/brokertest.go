@@ -75,6 +75,9 @@ func (h *Broker) start() {
 // Addr is the Kafka address for clients (seed broker).
 func (h *Broker) Addr() string { return h.addr }
 
+// GossipAddr is the broker's gossip address, the seed for others.
+func (h *Broker) GossipAddr() string { return h.b.GossipAddr() }
+
 // DataDir is the broker's data directory.
 func (h *Broker) DataDir() string { return h.dir }
 

@@ -39,6 +39,10 @@ type serveFlags struct {
 	objstore       string
 	logFormat      string
 	logLevel       string
+	gossipAddr     string
+	seeds          string
+	rack           string
+	region         string
 	shutdownAfter  time.Duration
 }
 
@@ -52,6 +56,10 @@ var flagConfigNames = map[string]string{
 	"objstore":        "tiercel.objstore.url",
 	"log-format":      "tiercel.log.format",
 	"log-level":       "tiercel.log.level",
+	"gossip-addr":     "tiercel.gossip.listener",
+	"seeds":           "tiercel.gossip.seeds",
+	"rack":            "broker.rack",
+	"region":          "tiercel.region",
 }
 
 func newServeCmd(_ *Globals) *cobra.Command {
@@ -84,6 +92,10 @@ in-flight requests, flush the logs, exit 0.`,
 	fl.StringVar(&f.objstore, "objstore", "", "object store URL (tiercel.objstore.url): s3://, gs://, azblob://, file://; default a filesystem store under the data directory")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json (tiercel.log.format)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error (tiercel.log.level)")
+	fl.StringVar(&f.gossipAddr, "gossip-addr", "", "host:port for gossip with the other brokers (tiercel.gossip.listener); empty = a cluster of one")
+	fl.StringVar(&f.seeds, "seeds", "", "gossip addresses of brokers to join, host:port,... (tiercel.gossip.seeds)")
+	fl.StringVar(&f.rack, "rack", "", "rack or zone of this broker (broker.rack)")
+	fl.StringVar(&f.region, "region", "", "region of this broker (tiercel.region)")
 	fl.DurationVar(&f.shutdownAfter, "shutdown-timeout", 30*time.Second, "how long a drain may take before the broker exits anyway")
 	return cmd
 }

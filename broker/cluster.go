@@ -1,0 +1,141 @@
+package broker
+
+import (
+	"fmt"
+	"net"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/tiercel/tiercel/gossip"
+)
+
+// buildVersion is the module version the binary was built from.
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Main.Version
+	}
+	return "unknown"
+}
+
+// liveBroker is a broker clients can reach now: this one, or one gossip
+// says is up.
+type liveBroker struct {
+	id   int32
+	host string
+	port int32
+	rack *string
+}
+
+// liveBrokers lists the brokers that are up, ordered by id.
+func (b *Broker) liveBrokers() []liveBroker {
+	host, port := b.advertised()
+	self := liveBroker{id: b.nodeID, host: host, port: port, rack: b.rack()}
+	out := []liveBroker{self}
+	if b.gossip == nil {
+		return out
+	}
+	for _, m := range b.gossip.Members() {
+		if m.BrokerID == b.nodeID {
+			continue
+		}
+		h, p, err := net.SplitHostPort(m.KafkaAddr)
+		if err != nil {
+			continue
+		}
+		pn, _ := strconv.Atoi(p)
+		lb := liveBroker{id: m.BrokerID, host: h, port: int32(pn)}
+		if m.Rack != "" {
+			lb.rack = &m.Rack
+		}
+		out = append(out, lb)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+func (b *Broker) liveBrokerIDs() map[int32]bool {
+	ids := map[int32]bool{}
+	for _, lb := range b.liveBrokers() {
+		ids[lb.id] = true
+	}
+	return ids
+}
+
+// liveBroker finds a broker that is up by id.
+func (b *Broker) liveBroker(id int32) (liveBroker, bool) {
+	for _, lb := range b.liveBrokers() {
+		if lb.id == id {
+			return lb, true
+		}
+	}
+	return liveBroker{}, false
+}
+
+// startGossip joins the cluster's gossip when tiercel.gossip.listener is
+// set; without it the broker is a cluster of one.
+func (b *Broker) startGossip() error {
+	listener := b.cfg.Get("tiercel.gossip.listener")
+	if listener == "" && len(b.cfg.List("tiercel.gossip.seeds")) > 0 {
+		listener = "0.0.0.0:7946" // memberlist's usual port
+	}
+	if listener == "" {
+		return nil
+	}
+	host, port := b.advertised()
+	n, err := gossip.Start(gossip.Config{
+		Meta: gossip.Meta{
+			BrokerID: b.nodeID, KafkaAddr: net.JoinHostPort(host, strconv.Itoa(int(port))),
+			Rack: b.cfg.Get("broker.rack"), Region: b.cfg.Get("tiercel.region"),
+			AdminAddr: b.cfg.Get("tiercel.http.addr"), Version: buildVersion(), Incarnation: b.incarnation,
+		},
+		BindAddr:      listener,
+		AdvertiseAddr: b.cfg.Get("tiercel.gossip.advertised.listener"),
+		Seeds:         b.cfg.List("tiercel.gossip.seeds"),
+		Local:         b.cfg.Bool("tiercel.gossip.local"),
+		Logger:        b.logger,
+		OnHint:        func(int64) { b.kickMetadata() },
+		OnConflict: func(other gossip.Member) {
+			b.logger.Error("another broker gossips with this broker's node.id: two brokers must never share an id", "node_id", b.nodeID, "other_kafka_addr", other.KafkaAddr)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("gossip: %w", err)
+	}
+	b.gossip = n
+	b.logger.Info("gossip listening", "addr", n.Addr(), "seeds", b.cfg.List("tiercel.gossip.seeds"))
+	return nil
+}
+
+// kickMetadata asks the metadata poll loop to catch up now.
+func (b *Broker) kickMetadata() {
+	select {
+	case b.meta.kick <- struct{}{}:
+	default:
+	}
+}
+
+// announce tells the other brokers the metadata log reached seq.
+func (b *Broker) announce(seq int64) {
+	if b.gossip != nil {
+		b.gossip.Announce(seq)
+	}
+}
+
+// leaveGossip says goodbye so the others stop routing to this broker at
+// once rather than after failure detection.
+func (b *Broker) leaveGossip() {
+	if b.gossip != nil {
+		_ = b.gossip.Leave(2 * time.Second)
+	}
+}
+
+// GossipAddr is the address other brokers reach this one's gossip at
+// (their seed), or "" without gossip.
+func (b *Broker) GossipAddr() string {
+	if b.gossip == nil {
+		return ""
+	}
+	return b.gossip.Addr()
+}

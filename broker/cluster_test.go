@@ -1,0 +1,165 @@
+package broker_test
+
+import (
+	"fmt"
+	"sort"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tiercel/tiercel/internal/brokertest"
+	"github.com/tiercel/tiercel/objstore/mem"
+)
+
+// metadataOf asks exactly the broker at addr (a kgo client would route
+// the request to any broker it knows).
+func metadataOf(t *testing.T, addr string) *kmsg.MetadataResponse {
+	t.Helper()
+	resp, err := client(t, addr).SeedBrokers()[0].Request(ctx(t), kmsg.NewPtrMetadataRequest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.(*kmsg.MetadataResponse)
+}
+
+// startCluster starts n brokers on one bucket that find each other by
+// gossip through the first one.
+func startCluster(t *testing.T, n int, sets ...string) []*brokertest.Broker {
+	t.Helper()
+	bucket := mem.New("cluster")
+	var out []*brokertest.Broker
+	for i := 1; i <= n; i++ {
+		s := append([]string{fmt.Sprintf("node.id=%d", i), "tiercel.gossip.listener=127.0.0.1:0", "tiercel.gossip.local=true",
+			"tiercel.metadata.poll.ms=100", fmt.Sprintf("broker.rack=zone-%d", i)}, sets...)
+		if i > 1 {
+			s = append(s, "tiercel.gossip.seeds="+out[0].GossipAddr())
+		}
+		out = append(out, brokertest.StartWithBucket(t, t.TempDir(), bucket, s...))
+	}
+	for _, br := range out {
+		brokertest.WaitFor(t, "every broker to list all brokers", func() bool { return len(metadataOf(t, br.Addr()).Brokers) == n })
+	}
+	return out
+}
+
+// TestClusterOfThree: three brokers gossiping over loopback and sharing a
+// bucket look like one Kafka cluster: a topic created through one is led
+// by all three, a client seeded with any broker produces to and consumes
+// from every leader (in a consumer group, whose coordinator is the leader
+// of its offsets partition), a broker that does not lead a partition
+// answers NOT_LEADER_OR_FOLLOWER, and a stopped broker's partitions are
+// offline (replication factor 1, until leases move them).
+func TestClusterOfThree(t *testing.T) {
+	brokers := startCluster(t, 3, groupSets...)
+	adm := admin(t, brokers[1].Addr())
+	create(t, adm, "spread", 6, nil)
+
+	leaders := func(addr string) map[int32]int32 {
+		out := map[int32]int32{}
+		for _, tp := range metadataOf(t, addr).Topics {
+			if *tp.Topic == "spread" {
+				for _, p := range tp.Partitions {
+					out[p.Partition] = p.Leader
+				}
+			}
+		}
+		return out
+	}
+	for _, br := range brokers {
+		brokertest.WaitFor(t, "every broker to know the topic", func() bool { return len(leaders(br.Addr())) == 6 })
+	}
+	byLeader := map[int32][]int32{}
+	for p, l := range leaders(brokers[0].Addr()) {
+		byLeader[l] = append(byLeader[l], p)
+	}
+	if len(byLeader[1]) != 2 || len(byLeader[2]) != 2 || len(byLeader[3]) != 2 {
+		t.Fatalf("6 partitions placed as %v, want 2 on each broker", byLeader)
+	}
+
+	const n = 600
+	p := client(t, brokers[2].Addr(), kgo.DefaultProduceTopic("spread"))
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprint(i))})
+	}
+	if err := p.ProduceSync(ctx(t), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	sent := map[int32][]string{}
+	for _, r := range recs {
+		sent[r.Partition] = append(sent[r.Partition], string(r.Value))
+	}
+	if len(sent) != 6 {
+		t.Fatalf("records went to %d partitions", len(sent))
+	}
+
+	got := consume(t, brokers[0].Addr(), "spread", n, kgo.ConsumerGroup("g-cluster"))
+	received := map[int32][]string{}
+	for _, r := range got {
+		received[r.Partition] = append(received[r.Partition], string(r.Value))
+	}
+	for part, want := range sent {
+		if fmt.Sprint(received[part]) != fmt.Sprint(want) {
+			t.Fatalf("partition %d: consumed %d records, produced %d, or out of order", part, len(received[part]), len(want))
+		}
+	}
+	// Every broker names the same coordinator for the group.
+	coordinators := map[int32]bool{}
+	for _, br := range brokers {
+		fc := kmsg.NewPtrFindCoordinatorRequest()
+		fc.CoordinatorKey = "g-cluster"
+		raw, err := client(t, br.Addr()).SeedBrokers()[0].Request(ctx(t), fc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := raw.(*kmsg.FindCoordinatorResponse)
+		if resp.ErrorCode != 0 {
+			t.Fatalf("FindCoordinator: %v %+v", err, resp)
+		}
+		coordinators[resp.NodeID] = true
+	}
+	if len(coordinators) != 1 {
+		t.Fatalf("the brokers name %d different coordinators for one group", len(coordinators))
+	}
+
+	// A broker that does not lead a partition refuses to take writes for it.
+	notLed := byLeader[1][0]
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks, req.TimeoutMillis = -1, 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = "spread"
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Partition = notLed
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	raw, err := client(t, brokers[1].Addr()).Broker(2).Request(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := raw.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode; code != kerr.NotLeaderForPartition.Code {
+		t.Fatalf("produce to broker 2 for a partition broker 1 leads: error %d, want NOT_LEADER_OR_FOLLOWER", code)
+	}
+
+	// Broker 3 leaves: its partitions are offline, the others still serve.
+	brokers[2].Close()
+	brokertest.WaitFor(t, "broker 3's partitions to be reported offline", func() bool {
+		l := leaders(brokers[0].Addr())
+		offline := 0
+		for _, leader := range l {
+			if leader == -1 {
+				offline++
+			}
+		}
+		return offline == 2
+	})
+	var ids []int
+	for _, b := range metadataOf(t, brokers[0].Addr()).Brokers {
+		ids = append(ids, int(b.NodeID))
+	}
+	sort.Ints(ids)
+	if fmt.Sprint(ids) != "[1 2]" {
+		t.Fatalf("brokers after broker 3 left: %v", ids)
+	}
+}
