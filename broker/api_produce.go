@@ -38,6 +38,10 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) re
 	}
 	var waits []produceWait
 	deep := b.cfg.Bool("log.validate.records.deep")
+	// A handoff waits for appends in flight (produceGate) before it rolls
+	// and uploads; once it has begun (movingOut) nothing more is appended.
+	b.produceGate.RLock()
+	defer b.produceGate.RUnlock()
 	var batches []recordbatch.Batch
 	for _, rt := range req.Topics {
 		st := kmsg.NewProduceResponseTopic()
@@ -54,7 +58,7 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) re
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			if t.logs[rp.Partition] == nil {
+			if t.logs[rp.Partition] == nil || b.movingOut.Load() {
 				sp.ErrorCode = kerr.NotLeaderForPartition.Code
 				st.Partitions = append(st.Partitions, sp)
 				continue

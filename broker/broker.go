@@ -76,6 +76,9 @@ type Broker struct {
 	pidNext int64      // next producer id to hand out
 	pidEnd  int64      // end of the block reserved in the metadata log
 
+	produceGate sync.RWMutex // read-held by every produce's appends; see handOff
+	movingOut   atomic.Bool  // a handoff began: produces get NOT_LEADER_OR_FOLLOWER
+
 	ln       net.Listener
 	addr     string
 	ready    atomic.Bool
@@ -244,6 +247,7 @@ func (b *Broker) advertised() (string, int32) {
 // ones in flight, then close the logs cleanly.
 func (b *Broker) Shutdown(ctx context.Context) error {
 	b.shutOnce.Do(func() {
+		b.handOff(ctx)
 		b.draining.Store(true)
 		b.leaveGossip()
 		if b.ln != nil {

@@ -49,8 +49,8 @@ func startCluster(t *testing.T, n int, sets ...string) []*brokertest.Broker {
 // by all three, a client seeded with any broker produces to and consumes
 // from every leader (in a consumer group, whose coordinator is the leader
 // of its offsets partition), a broker that does not lead a partition
-// answers NOT_LEADER_OR_FOLLOWER, and a stopped broker's partitions are
-// offline (replication factor 1, until leases move them).
+// answers NOT_LEADER_OR_FOLLOWER, and a broker that leaves is no longer
+// listed.
 func TestClusterOfThree(t *testing.T) {
 	brokers := startCluster(t, 3, groupSets...)
 	adm := admin(t, brokers[1].Addr())
@@ -142,18 +142,9 @@ func TestClusterOfThree(t *testing.T) {
 		t.Fatalf("produce to broker 2 for a partition broker 1 leads: error %d, want NOT_LEADER_OR_FOLLOWER", code)
 	}
 
-	// Broker 3 leaves: its partitions are offline, the others still serve.
+	// Broker 3 leaves (cleanly, handing its partitions over: see
+	// TestGracefulHandoff); the others stop listing it.
 	brokers[2].Close()
-	brokertest.WaitFor(t, "broker 3's partitions to be reported offline", func() bool {
-		l := leaders(brokers[0].Addr())
-		offline := 0
-		for _, leader := range l {
-			if leader == -1 {
-				offline++
-			}
-		}
-		return offline == 2
-	})
 	var ids []int
 	for _, b := range metadataOf(t, brokers[0].Addr()).Brokers {
 		ids = append(ids, int(b.NodeID))
@@ -161,5 +152,76 @@ func TestClusterOfThree(t *testing.T) {
 	sort.Ints(ids)
 	if fmt.Sprint(ids) != "[1 2]" {
 		t.Fatalf("brokers after broker 3 left: %v", ids)
+	}
+}
+
+// TestGracefulHandoff: a broker shut down cleanly hands its partitions to
+// the others first (roll, upload, then new leaders at epoch + 1), so with
+// replication factor 1 a producer that keeps going loses nothing and
+// duplicates nothing, and a consumer reads every record in order from the
+// new leaders (the moved records come from the bucket).
+func TestGracefulHandoff(t *testing.T) {
+	brokers := startCluster(t, 3)
+	adm := admin(t, brokers[0].Addr())
+	create(t, adm, "moving", 6, nil)
+	for _, br := range brokers {
+		brokertest.WaitFor(t, "every broker to know the topic", func() bool {
+			for _, tp := range metadataOf(t, br.Addr()).Topics {
+				if *tp.Topic == "moving" {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	p := client(t, brokers[0].Addr(), kgo.DefaultProduceTopic("moving"))
+	sent := map[int32][]string{}
+	produce := func(from, to int) {
+		var recs []*kgo.Record
+		for i := from; i < to; i++ {
+			recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprint(i))})
+		}
+		if err := p.ProduceSync(ctx(t), recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			sent[r.Partition] = append(sent[r.Partition], string(r.Value))
+		}
+	}
+	produce(0, 300)
+
+	brokers[2].Close()
+	resp := metadataOf(t, brokers[0].Addr())
+	for _, tp := range resp.Topics {
+		if *tp.Topic != "moving" {
+			continue
+		}
+		moved := 0
+		for _, part := range tp.Partitions {
+			if part.Leader != 1 && part.Leader != 2 {
+				t.Fatalf("partition %d led by %d after broker 3 handed over", part.Partition, part.Leader)
+			}
+			if part.LeaderEpoch == 1 {
+				moved++
+			}
+		}
+		if moved != 2 {
+			t.Fatalf("%d partitions at epoch 1, want broker 3's 2", moved)
+		}
+	}
+	produce(300, 600)
+
+	got := consume(t, brokers[1].Addr(), "moving", 600)
+	received := map[int32][]string{}
+	for _, r := range got {
+		received[r.Partition] = append(received[r.Partition], string(r.Value))
+	}
+	for part, want := range sent {
+		if fmt.Sprint(received[part]) != fmt.Sprint(want) {
+			t.Fatalf("partition %d: consumed %v, produced %v", part, received[part], want)
+		}
+	}
+	if len(got) != 600 {
+		t.Fatalf("consumed %d records, produced 600", len(got))
 	}
 }

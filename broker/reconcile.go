@@ -133,8 +133,12 @@ func (b *Broker) reconcileTopic(name string, mt *metalog.Topic, refs []*partitio
 	}
 	for p, l := range t.logs {
 		if l != nil && !b.ledHere(m, int32(p)) {
-			// Led elsewhere now: the log stays on disk but is not served.
+			// Led elsewhere now: the log stays on disk but is not served,
+			// and the new leader alone writes its manifest.
 			t.logs[p] = nil
+			if b.tiered(m) {
+				b.tierer.Remove(m.ID, int32(p))
+			}
 		}
 	}
 	configsChanged := old == nil || !maps.Equal(old.meta.Configs, m.Configs)

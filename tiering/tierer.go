@@ -391,29 +391,66 @@ func (t *Tierer) step(p *partition) error {
 		return t.dropRemote(ctx, p, plan.RemoteStart) // then replan with the new manifest
 	}
 	if len(plan.Upload) > 0 {
-		s := plan.Upload[0]
-		seg, closeSeg, err := p.local.OpenSegment(s.BaseOffset)
-		if err != nil {
-			return err
-		}
-		nm, added, err := Upload(ctx, t.o.Bucket, t.store, cfg.TopicID, cfg.Partition, cfg.Epoch, seg, now.UnixMilli())
-		_ = closeSeg()
-		if err != nil {
-			return err
-		}
-		t.setManifest(p, nm)
-		if added && t.o.OnUpload != nil {
-			t.o.OnUpload(s.Size)
-		}
-		t.mu.Lock()
-		p.lastUpload = now
-		t.mu.Unlock()
-		return nil
+		return t.upload(ctx, p, cfg, plan.Upload[0], now)
 	}
 	if plan.LocalStart > localStart(local) {
 		return p.local.DropBefore(plan.LocalStart)
 	}
 	return nil
+}
+
+// upload puts one local segment into the bucket and the manifest;
+// p.writeMu held.
+func (t *Tierer) upload(ctx context.Context, p *partition, cfg PartitionConfig, s LocalSegment, now time.Time) error {
+	seg, closeSeg, err := p.local.OpenSegment(s.BaseOffset)
+	if err != nil {
+		return err
+	}
+	nm, added, err := Upload(ctx, t.o.Bucket, t.store, cfg.TopicID, cfg.Partition, cfg.Epoch, seg, now.UnixMilli())
+	_ = closeSeg()
+	if err != nil {
+		return err
+	}
+	t.setManifest(p, nm)
+	if added && t.o.OnUpload != nil {
+		t.o.OnUpload(s.Size)
+	}
+	t.mu.Lock()
+	p.lastUpload = now
+	t.mu.Unlock()
+	return nil
+}
+
+// Flush uploads every closed local segment of a partition that the
+// manifest lacks, now, and returns the manifest's end offset: a leader
+// handing the partition to another broker rolls its active segment, then
+// flushes, so the new leader finds every record in the bucket.
+func (t *Tierer) Flush(ctx context.Context, topicID string, partition int32) (int64, error) {
+	t.mu.Lock()
+	p := t.parts[partKey{topicID, partition}]
+	t.mu.Unlock()
+	if p == nil {
+		return 0, fmt.Errorf("tiering: partition %s-%d is not tiered here", topicID, partition)
+	}
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	for {
+		local := p.local.LocalSegments()
+		t.mu.Lock()
+		m, cfg, removed := p.manifest, p.cfg, p.removed
+		t.mu.Unlock()
+		if removed {
+			return 0, fmt.Errorf("tiering: partition %s-%d stopped tiering here", topicID, partition)
+		}
+		now := t.o.Now()
+		plan := MakePlan(local, &m, cfg.Retention, now.UnixMilli())
+		if len(plan.Upload) == 0 {
+			return m.End(), nil
+		}
+		if err := t.upload(ctx, p, cfg, plan.Upload[0], now); err != nil {
+			return 0, err
+		}
+	}
 }
 
 func (t *Tierer) setManifest(p *partition, m Manifest) {

@@ -216,6 +216,20 @@ func (l *Log) maybeRoll(incoming int, nowMs int64) error {
 	return l.roll()
 }
 
+// Roll closes the active segment (if it holds anything) so that it can be
+// tiered: a leader handing its partition over uploads everything first.
+func (l *Log) Roll() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if l.active().size == 0 {
+		return nil
+	}
+	return l.roll()
+}
+
 // roll closes the active segment durably and opens a new one at the log
 // end; l.mu held.
 func (l *Log) roll() error {
