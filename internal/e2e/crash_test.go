@@ -58,6 +58,9 @@ type killLoad struct {
 	pause                         func() time.Duration // before each kill
 	padding                       int                  // bytes of key per record
 	opts                          []kgo.Opt            // more producer options
+	// disrupt, if set, replaces the SIGKILL and restart of proc in cycle c.
+	disrupt func(c int)
+	seeds   []string // the producers' seed brokers; default proc
 }
 
 // produceThroughKills runs idempotent acks=all producers (one client
@@ -76,10 +79,14 @@ func produceThroughKills(t *testing.T, proc *brokertest.Process, topic string, l
 		wg     sync.WaitGroup
 	)
 	pad := []byte(strings.Repeat("x", l.padding))
+	seeds := l.seeds
+	if len(seeds) == 0 {
+		seeds = []string{proc.Addr()}
+	}
 	clients := make([]*kgo.Client, l.producers)
 	for p := range l.producers {
 		opts := append([]kgo.Opt{
-			kgo.SeedBrokers(proc.Addr()),
+			kgo.SeedBrokers(seeds...),
 			kgo.DefaultProduceTopic(topic),
 			kgo.RequiredAcks(kgo.AllISRAcks()),
 			kgo.ProducerLinger(time.Millisecond),
@@ -110,6 +117,10 @@ func produceThroughKills(t *testing.T, proc *brokertest.Process, topic string, l
 	}
 	for c := range l.cycles {
 		time.Sleep(l.pause())
+		if l.disrupt != nil {
+			l.disrupt(c)
+			continue
+		}
 		proc.Kill()
 		mu.Lock()
 		n := len(acked)

@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tiercel/tiercel/internal/brokertest"
+	"github.com/tiercel/tiercel/internal/testservers"
+	s3store "github.com/tiercel/tiercel/objstore/s3"
+)
+
+// gossipAddr reserves a loopback port for a broker's gossip (memberlist
+// uses it for TCP and UDP).
+func gossipAddr(t *testing.T) string {
+	t.Helper()
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if pc, err := net.ListenPacket("udp", addr); err == nil {
+			pc.Close()
+			return addr
+		}
+	}
+}
+
+// s3Cluster starts n broker processes that gossip with each other and share
+// one bucket of srv.
+func s3Cluster(t *testing.T, srv testservers.S3, bucket string, n int, sets ...string) []*brokertest.Process {
+	t.Helper()
+	b, err := s3store.New(context.Background(), s3store.Config{Bucket: bucket, Endpoint: srv.Endpoint, PathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CreateBucket(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
+	t.Setenv("AWS_REGION", "us-east-1")
+	gossip := make([]string, n)
+	for i := range gossip {
+		gossip[i] = gossipAddr(t)
+	}
+	var procs []*brokertest.Process
+	for i := range n {
+		s := append([]string{
+			fmt.Sprintf("node.id=%d", i+1),
+			"tiercel.objstore.url=s3://" + bucket + "?endpoint=" + srv.Endpoint,
+			"tiercel.gossip.listener=" + gossip[i],
+			"tiercel.gossip.local=true",
+			"tiercel.metadata.poll.ms=200",
+			fmt.Sprintf("broker.rack=zone-%d", i%3),
+		}, sets...)
+		var seeds []string
+		for j, g := range gossip {
+			if j != i {
+				seeds = append(seeds, g)
+			}
+		}
+		s = append(s, "tiercel.gossip.seeds="+joinComma(seeds))
+		procs = append(procs, brokertest.StartProcess(t, t.TempDir(), s...))
+	}
+	for _, p := range procs {
+		waitBrokers(t, p.Addr(), n)
+	}
+	return procs
+}
+
+func joinComma(ss []string) string {
+	out := ""
+	for i, s := range ss {
+		if i > 0 {
+			out += ","
+		}
+		out += s
+	}
+	return out
+}
+
+// waitBrokers waits until the broker at addr itself lists n brokers.
+func waitBrokers(t *testing.T, addr string, n int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	brokertest.WaitFor(t, fmt.Sprintf("%s to list %d brokers", addr, n), func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		resp, err := cl.SeedBrokers()[0].Request(ctx, kmsg.NewPtrMetadataRequest())
+		return err == nil && len(resp.(*kmsg.MetadataResponse).Brokers) == n
+	})
+}
+
+// TestClusterRollingRestart: three broker processes on versitygw and on
+// MinIO. Topics are created through any broker; while idempotent acks=all
+// producers run, every broker in turn is stopped with SIGTERM (it hands
+// its partitions to the others: roll, upload, new leader at epoch + 1)
+// and started again. Replication factor 1, and still every acknowledged
+// record is there exactly once, in order per producer and partition.
+func TestClusterRollingRestart(t *testing.T) {
+	servers := []struct {
+		name string
+		srv  testservers.S3
+	}{{"versitygw", testservers.StartVersityGW(t)}, {"minio", testservers.StartMinIO(t)}}
+	for _, s := range servers {
+		t.Run(s.name, func(t *testing.T) {
+			const partitions = 6
+			procs := s3Cluster(t, s.srv, "rolling", 3, fastTiering...)
+			// Admin through a broker other than the first.
+			adm, admCl := newAdmin(t, procs[1].Addr())
+			if _, err := adm.CreateTopic(context.Background(), partitions, 1, tinySegments, "rolling"); err != nil {
+				t.Fatal(err)
+			}
+			admCl.Close()
+			var addrs []string
+			for _, p := range procs {
+				addrs = append(addrs, p.Addr())
+			}
+			rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+			acked := produceThroughKills(t, procs[0], "rolling", killLoad{
+				partitions: partitions, producers: 2, cycles: len(procs), padding: 100, seeds: addrs,
+				pause: func() time.Duration { return time.Duration(500+rng.Intn(700)) * time.Millisecond },
+				disrupt: func(c int) {
+					began := time.Now()
+					procs[c].Stop()
+					stopped := time.Since(began)
+					procs[c].Restart()
+					for _, p := range procs {
+						waitBrokers(t, p.Addr(), len(procs))
+					}
+					t.Logf("broker %d: SIGTERM to exit %v, back in the cluster after %v", c+1, stopped.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+				},
+			})
+			if len(acked) < 1000 {
+				t.Fatalf("only %d records acknowledged: too little load to prove anything", len(acked))
+			}
+			checkLog(t, readAll(t, procs[2].Addr(), "rolling", partitions), acked)
+		})
+	}
+}
