@@ -58,7 +58,7 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) re
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			if t.logs[rp.Partition] == nil || b.movingOut.Load() {
+			if t.logs[rp.Partition] == nil || b.movingOut.Load() || !b.leading() {
 				sp.ErrorCode = kerr.NotLeaderForPartition.Code
 				st.Partitions = append(st.Partitions, sp)
 				continue
@@ -112,6 +112,7 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) re
 		return reply{none: true}
 	}
 	if len(waits) == 0 {
+		b.refuseIfNotLeading(resp)
 		return now(resp)
 	}
 	// Pointers into resp.Topics[i].Partitions stay valid: nothing appends
@@ -129,6 +130,7 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) re
 				}
 			}
 		}
+		b.refuseIfNotLeading(resp)
 		return resp
 	}}
 }
@@ -142,4 +144,23 @@ func checkTransactional(batches []recordbatch.Batch) error {
 		}
 	}
 	return nil
+}
+
+// refuseIfNotLeading turns the acknowledgements of resp into
+// NOT_LEADER_OR_FOLLOWER if the broker's lease lapsed while the records
+// were appended: the lease is checked immediately before acknowledging, so
+// a broker another one may have replaced never confirms a write. The
+// client retries at the current leader (an idempotent producer without
+// duplicates).
+func (b *Broker) refuseIfNotLeading(resp *kmsg.ProduceResponse) {
+	if b.leading() {
+		return
+	}
+	for i := range resp.Topics {
+		for j := range resp.Topics[i].Partitions {
+			if sp := &resp.Topics[i].Partitions[j]; sp.ErrorCode == 0 {
+				sp.ErrorCode, sp.BaseOffset = kerr.NotLeaderForPartition.Code, -1
+			}
+		}
+	}
 }

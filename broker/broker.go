@@ -65,7 +65,9 @@ type Broker struct {
 	meta        *clusterMeta
 	clusterID   string
 	gossip      *gossip.Node // nil: a cluster of one
-	incarnation string       // this process's start, told to the other brokers
+	lease       *leaseKeeper
+	unlockDir   func()
+	incarnation string // this process's start, told to the other brokers
 
 	mu     sync.RWMutex // guards topics, byID and known
 	topics map[string]*topic
@@ -120,12 +122,30 @@ func New(opts Options) (*Broker, error) {
 	if err := b.fs.MkdirAll(b.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", b.dir, err)
 	}
+	unlock, err := vfs.LockDir(b.fs, b.dir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s: %w (is another broker using it?)", b.dir, err)
+	}
+	b.unlockDir = unlock
+	ok := false
+	defer func() {
+		if !ok {
+			unlock()
+		}
+	}()
 	bucket, err := openBucket(opts, b.dir)
 	if err != nil {
 		return nil, err
 	}
 	b.bucket = bucket
 	if err := b.openMetadata(); err != nil {
+		return nil, err
+	}
+	leaseCtx, cancelLease := context.WithTimeout(context.Background(), time.Minute+
+		time.Duration(cfg.Int64("tiercel.lease.ttl.ms")+cfg.Int64("tiercel.lease.margin.ms"))*time.Millisecond)
+	err = b.acquireLease(leaseCtx)
+	cancelLease()
+	if err != nil {
 		return nil, err
 	}
 	st := b.meta.log.Peek()
@@ -165,6 +185,7 @@ func New(opts Options) (*Broker, error) {
 	b.metrics.ObservePartitions(b.partitionStats)
 	b.metrics.ObserveGroups(b.coord.stats)
 	b.metrics.ObserveTiering(b.tieringStats)
+	ok = true
 	return b, nil
 }
 
@@ -185,8 +206,10 @@ func (b *Broker) Start() error {
 		return err
 	}
 	b.ready.Store(true)
-	b.bg.Add(1)
+	b.bg.Add(3)
 	go func() { defer b.bg.Done(); b.pollMetadata(b.stop) }()
+	go func() { defer b.bg.Done(); b.renewLease(b.stop) }()
+	go func() { defer b.bg.Done(); b.watchLeases(b.stop) }()
 	go b.acceptLoop()
 	return nil
 }
@@ -279,6 +302,10 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		b.tierer.Close()
 		b.bg.Wait()
 		b.shutErr = b.mgr.Close()
+		if b.shutErr == nil {
+			b.releaseLease(ctx)
+		}
+		b.unlockDir()
 	})
 	return b.shutErr
 }

@@ -29,7 +29,11 @@ type liveBroker struct {
 }
 
 // liveBrokers lists the brokers that are up, ordered by id.
-func (b *Broker) liveBrokers() []liveBroker {
+func (b *Broker) liveBrokers() []liveBroker { return b.brokersUp(true) }
+
+// brokersUp lists the brokers gossip considers up, with or without those
+// it suspects of having failed.
+func (b *Broker) brokersUp(withSuspects bool) []liveBroker {
 	host, port := b.advertised()
 	self := liveBroker{id: b.nodeID, host: host, port: port, rack: b.rack()}
 	out := []liveBroker{self}
@@ -37,7 +41,7 @@ func (b *Broker) liveBrokers() []liveBroker {
 		return out
 	}
 	for _, m := range b.gossip.Members() {
-		if m.BrokerID == b.nodeID {
+		if m.BrokerID == b.nodeID || (m.Suspect && !withSuspects) {
 			continue
 		}
 		h, p, err := net.SplitHostPort(m.KafkaAddr)

@@ -21,8 +21,8 @@ import (
 // coordinator replays from the local log), stay too.
 func (b *Broker) handOff(ctx context.Context) {
 	targets := b.handoffTargets()
-	if len(targets) == 0 {
-		return
+	if len(targets) == 0 || !b.leading() {
+		return // alone, or replaced already (its lease lost)
 	}
 	start := time.Now()
 	b.movingOut.Store(true)

@@ -38,7 +38,10 @@ type partitionRef struct {
 	// manifest is needed: the partition is tiered and its manifest is not
 	// known to be empty (the partition is not new).
 	needManifest bool
-	man          *tiering.Manifest
+	// fence: the partition has just become led here; its manifest is
+	// stamped with the new epoch before the log opens (Tierer.Fence).
+	fence bool
+	man   *tiering.Manifest
 	open         bool // open the local log (else only start tiering it)
 }
 
@@ -72,7 +75,7 @@ func (b *Broker) reconcile(ctx context.Context, startup bool) error {
 				continue
 			}
 			isNew := known >= 0 && p >= known
-			refs = append(refs, &partitionRef{meta: m, p: p, open: !hasLog, needManifest: b.tiered(m) && !isNew})
+			refs = append(refs, &partitionRef{meta: m, p: p, open: !hasLog, needManifest: b.tiered(m) && !isNew, fence: !startup && !isNew})
 		}
 	}
 	b.mu.RUnlock()
@@ -246,7 +249,12 @@ func (b *Broker) loadManifests(ctx context.Context, refs []*partitionRef) error 
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			man, err := b.tierer.LoadManifest(ctx, r.meta.ID, r.p)
+			load := b.tierer.LoadManifest
+			if r.fence {
+				epoch := r.meta.Leaders[r.p].Epoch
+				load = func(ctx context.Context, id string, p int32) (tiering.Manifest, error) { return b.tierer.Fence(ctx, id, p, epoch) }
+			}
+			man, err := load(ctx, r.meta.ID, r.p)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

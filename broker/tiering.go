@@ -71,6 +71,7 @@ func (b *Broker) startTiering() error {
 		Jobs:     int(b.cfg.Int64("remote.log.manager.copier.thread.pool.size")),
 		OnUpload: b.metrics.TieredSegment,
 		OnDelete: b.metrics.RemoteDeletes,
+		MayWrite: b.leading,
 	})
 	return nil
 }

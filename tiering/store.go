@@ -68,6 +68,10 @@ type ManifestStore struct {
 	Bucket objstore.Bucket
 	// Attempts bounds how often an update re-reads after losing a race.
 	Attempts int
+	// MayWrite, if set, is asked immediately before each write: false
+	// (the writer's lease lapsed, say while it was paused mid-upload)
+	// fails the update with ErrNotLeading.
+	MayWrite func() bool
 }
 
 // Load returns a partition's manifest and its object version ("" if there
@@ -124,6 +128,9 @@ func (s ManifestStore) Update(ctx context.Context, topicID string, partition int
 			return Manifest{}, err
 		}
 		opts := objstore.PutOptions{Size: int64(len(data)), IfVersion: version, IfNotExists: version == ""}
+		if s.MayWrite != nil && !s.MayWrite() {
+			return Manifest{}, ErrNotLeading
+		}
 		_, err = s.Bucket.Put(ctx, ManifestKey(topicID, partition), bytes.NewReader(data), opts)
 		if errors.Is(err, objstore.ErrPrecondition) {
 			continue // someone else wrote it: read again

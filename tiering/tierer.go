@@ -56,6 +56,21 @@ type TiererOptions struct {
 	OnUpload func(bytes int64)
 	// OnDelete is told of every object deleted by retention, DeleteRecords or topic deletion.
 	OnDelete func(objects int)
+	// MayWrite, if set, is asked immediately before every manifest write:
+	// false (the broker's lease lapsed) makes the write fail with
+	// ErrNotLeading, to be retried later.
+	MayWrite func() bool
+}
+
+// ErrNotLeading is a manifest write refused because the broker may not act
+// as a leader now.
+var ErrNotLeading = errors.New("tiering: this broker may not act as leader now (its lease lapsed)")
+
+func (t *Tierer) mayWrite() error {
+	if t.o.MayWrite != nil && !t.o.MayWrite() {
+		return ErrNotLeading
+	}
+	return nil
 }
 
 // Tierer tiers a broker's partitions.
@@ -112,7 +127,7 @@ func NewTierer(o TiererOptions) *Tierer {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Tierer{
-		o: o, store: ManifestStore{Bucket: o.Bucket}, parts: map[partKey]*partition{},
+		o: o, store: ManifestStore{Bucket: o.Bucket, MayWrite: o.MayWrite}, parts: map[partKey]*partition{},
 		jobs: make(chan struct{}, o.Jobs), wake: make(chan struct{}, 1), wakeOne: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
 	}
 	t.wg.Add(1)
@@ -402,6 +417,9 @@ func (t *Tierer) step(p *partition) error {
 // upload puts one local segment into the bucket and the manifest;
 // p.writeMu held.
 func (t *Tierer) upload(ctx context.Context, p *partition, cfg PartitionConfig, s LocalSegment, now time.Time) error {
+	if err := t.mayWrite(); err != nil {
+		return err
+	}
 	seg, closeSeg, err := p.local.OpenSegment(s.BaseOffset)
 	if err != nil {
 		return err
@@ -419,6 +437,15 @@ func (t *Tierer) upload(ctx context.Context, p *partition, cfg PartitionConfig, 
 	p.lastUpload = now
 	t.mu.Unlock()
 	return nil
+}
+
+// Fence stamps a partition's manifest with leader epoch epoch and returns
+// it: a broker that has just become the partition's leader does this
+// before opening it, so that a write of the previous leader that was still
+// on its way either landed before (and the new leader starts after it) or
+// fails with ErrFenced.
+func (t *Tierer) Fence(ctx context.Context, topicID string, partition int32, epoch int32) (Manifest, error) {
+	return t.store.Update(ctx, topicID, partition, epoch, func(*Manifest) error { return nil })
 }
 
 // Flush uploads every closed local segment of a partition that the
@@ -463,6 +490,9 @@ func (t *Tierer) setManifest(p *partition, m Manifest) {
 // deletes the objects of the segments that fell below it, and keeps the
 // local log from starting below the remote start. p.writeMu held.
 func (t *Tierer) dropRemote(ctx context.Context, p *partition, offset int64) error {
+	if err := t.mayWrite(); err != nil {
+		return err
+	}
 	var dropped []RemoteSegment
 	m, err := t.store.Update(ctx, p.cfg.TopicID, p.cfg.Partition, p.cfg.Epoch, func(m *Manifest) error {
 		dropped = m.DropBefore(offset)

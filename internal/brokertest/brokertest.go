@@ -274,6 +274,36 @@ func (p *Process) Stop() {
 	}
 }
 
+// Signal sends sig (SIGSTOP, SIGCONT, ...) to the process.
+func (p *Process) Signal(sig syscall.Signal) {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	_ = cmd.Process.Signal(sig)
+}
+
+// WaitExit waits up to timeout for the process to exit on its own and
+// returns its exit error; ok is false if it is still running.
+func (p *Process) WaitExit(timeout time.Duration) (err error, ok bool) {
+	p.mu.Lock()
+	exited := p.exited
+	p.mu.Unlock()
+	select {
+	case err := <-exited:
+		exited <- err
+		return err, true
+	case <-time.After(timeout):
+		return nil, false
+	}
+}
+
+// Output is what the process wrote; read it only after it exited.
+func (p *Process) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.output.String()
+}
+
 // Restart starts the process again on the same data directory and port.
 func (p *Process) Restart() { p.t.Helper(); p.start() }
 

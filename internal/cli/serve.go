@@ -147,7 +147,13 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	<-ctx.Done()
+	var failed bool
+	select {
+	case <-ctx.Done():
+	case <-b.Failed():
+		failed = true
+		logger.Error("stopping: another process took this broker's lease (it was paused or cut off for longer than tiercel.lease.ttl.ms); start it again")
+	}
 	logger.Info("draining")
 	drainCtx, cancel := context.WithTimeout(context.Background(), f.shutdownAfter)
 	defer cancel()
@@ -158,6 +164,9 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	_ = prov.Shutdown(drainCtx)
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	if failed {
+		return errors.New("the broker lost its lease to another process")
 	}
 	logger.Info("stopped")
 	return nil

@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"math/rand"
 	"net"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/tiercel/tiercel/internal/brokertest"
 	"github.com/tiercel/tiercel/internal/testservers"
 	s3store "github.com/tiercel/tiercel/objstore/s3"
+	"github.com/tiercel/tiercel/tiering"
 )
 
 // gossipAddr reserves a loopback port for a broker's gossip (memberlist
@@ -148,6 +152,104 @@ func TestClusterRollingRestart(t *testing.T) {
 				t.Fatalf("only %d records acknowledged: too little load to prove anything", len(acked))
 			}
 			checkLog(t, readAll(t, procs[2].Addr(), "rolling", partitions), acked)
+		})
+	}
+}
+
+// TestClusterFrozenLeader: with unclean.leader.election.enable, a broker
+// frozen with SIGSTOP past its lease is replaced: the others revoke its
+// lease and move its partitions (epoch + 1) while producers keep going.
+// After SIGCONT it acknowledges nothing more and writes no manifest: its
+// next renewal finds the lease revoked and it exits, saying why. Records
+// it had acknowledged but not tiered are the only ones allowed to be lost
+// (replication factor 1); nothing is duplicated or reordered.
+func TestClusterFrozenLeader(t *testing.T) {
+	for _, s := range []struct {
+		name string
+		srv  testservers.S3
+	}{{"versitygw", testservers.StartVersityGW(t)}, {"minio", testservers.StartMinIO(t)}} {
+		t.Run(s.name, func(t *testing.T) {
+			const partitions = 6
+			sets := append([]string{"unclean.leader.election.enable=true", "tiercel.lease.ttl.ms=2000", "tiercel.lease.margin.ms=500"}, fastTiering...)
+			procs := s3Cluster(t, s.srv, "frozen", 3, sets...)
+			adm, admCl := newAdmin(t, procs[2].Addr())
+			defer admCl.Close()
+			if _, err := adm.CreateTopic(context.Background(), partitions, 1, tinySegments, "frozen"); err != nil {
+				t.Fatal(err)
+			}
+			var addrs []string
+			for _, p := range procs {
+				addrs = append(addrs, p.Addr())
+			}
+			led := map[int32]bool{} // partitions broker 1 led when it froze
+			acked := produceThroughKills(t, procs[0], "frozen", killLoad{
+				partitions: partitions, producers: 2, cycles: 1, padding: 100, seeds: addrs[1:],
+				pause: func() time.Duration { return time.Second },
+				disrupt: func(int) {
+					md, err := adm.Metadata(context.Background(), "frozen")
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, p := range md.Topics["frozen"].Partitions {
+						if p.Leader == 1 {
+							led[p.Partition] = true
+						}
+					}
+					if len(led) == 0 {
+						t.Fatal("broker 1 leads no partition of the topic")
+					}
+					procs[0].Signal(syscall.SIGSTOP)
+					began := time.Now()
+					brokertest.WaitFor(t, "broker 1's partitions to move while it is frozen", func() bool {
+						md, err := adm.Metadata(context.Background(), "frozen")
+						if err != nil {
+							return false
+						}
+						for p := range led {
+							if l := md.Topics["frozen"].Partitions[p]; l.Leader == 1 || l.Leader < 0 || l.LeaderEpoch < 1 {
+								return false
+							}
+						}
+						return true
+					})
+					t.Logf("broker 1's %d partitions moved %v after SIGSTOP", len(led), time.Since(began).Round(time.Millisecond))
+					procs[0].Signal(syscall.SIGCONT)
+					err, exited := procs[0].WaitExit(15 * time.Second)
+					if !exited {
+						t.Fatal("broker 1 kept running after SIGCONT with its lease revoked")
+					}
+					if err == nil || !strings.Contains(procs[0].Output(), "another process took this broker's lease") {
+						t.Fatalf("broker 1 exited with %v; output:\n%s", err, procs[0].Output())
+					}
+					procs[0].Restart()
+				},
+			})
+			if len(acked) < 1000 {
+				t.Fatalf("only %d records acknowledged: too little load to prove anything", len(acked))
+			}
+			// No manifest went back to broker 1's epoch.
+			md, err := adm.Metadata(context.Background(), "frozen")
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := md.Topics["frozen"].ID
+			b, err := s3store.New(context.Background(), s3store.Config{Bucket: "frozen", Endpoint: s.srv.Endpoint, PathStyle: true, AccessKey: s.srv.AccessKey, SecretKey: s.srv.SecretKey})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p := range led {
+				m, _, err := tiering.ManifestStore{Bucket: b}.Load(context.Background(), base64.RawURLEncoding.EncodeToString(id[:]), p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.LeaderEpoch < md.Topics["frozen"].Partitions[p].LeaderEpoch {
+					t.Fatalf("partition %d: manifest at epoch %d, the leader's is %d", p, m.LeaderEpoch, md.Topics["frozen"].Partitions[p].LeaderEpoch)
+				}
+			}
+			checkLogLosing(t, readAll(t, procs[1].Addr(), "frozen", partitions), acked, func(v string) bool {
+				_, seq := splitValue(t, v)
+				return led[int32(seq%partitions)]
+			})
 		})
 	}
 }

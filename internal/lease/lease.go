@@ -93,6 +93,9 @@ func (w *Watcher) Observe(version string, released bool, now time.Duration) {
 	w.released = released
 }
 
+// Version is the lease version last observed.
+func (w *Watcher) Version() string { return w.version }
+
 // Expired reports whether the watched broker may be treated as gone at
 // now: its lease was released, or the same version has been seen for
 // TTL + margin on this clock. The caller must have read the lease again

@@ -1,10 +1,14 @@
 package vfs
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"syscall"
 )
+
+// ErrLocked is LockDir's error for a directory another process holds.
+var ErrLocked = errors.New("locked by another process")
 
 // Default is the operating system's filesystem.
 var Default FS = osFS{}
@@ -103,4 +107,28 @@ func dirOf(name string) string {
 		}
 	}
 	return "."
+}
+
+// LockDir takes an exclusive lock on dir for as long as the process lives
+// (or until release): a second process on the same data directory fails
+// here instead of corrupting it, and a process that holds the lock knows
+// that every earlier process on the directory has exited. Only the
+// operating system's filesystem is locked; the others (in memory, for
+// tests) belong to one process by construction.
+func LockDir(fsys FS, dir string) (release func(), err error) {
+	if _, ok := fsys.(osFS); !ok {
+		return func() {}, nil
+	}
+	f, err := os.OpenFile(dir+"/.lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if err == syscall.EWOULDBLOCK {
+			return nil, ErrLocked
+		}
+		return nil, err
+	}
+	return func() { f.Close() }, nil
 }
