@@ -32,7 +32,8 @@ type Log struct {
 	lastFlush int64 // wall ms of the last flush (FlushInterval)
 	producers *producerState
 	epochs    epochCache
-	dirty     bool // changed since the last checkpoint
+	dirty     bool  // changed since the last checkpoint
+	lastRP    int64 // the recovery point last recorded for this log
 	closed    bool
 }
 

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -394,5 +395,58 @@ func TestSegmentMsAfterRestart(t *testing.T) {
 	m2.ApplyRetention()
 	if segs := l.Segments(); len(segs) != 2 || segs[0].Active || segs[0].NextOffset != 1 {
 		t.Fatalf("segments after segment.ms passed since the restart: %+v", segs)
+	}
+}
+
+// TestProducerStateSurvivesDroppedSegmentsAndCrash: segments dropped from
+// the front of the log (tiering trims the local copy) after the last
+// producer snapshot take their batches out of what recovery replays; a
+// crash then must not forget the producer, or a retried batch is appended
+// a second time. Dropping segments checkpoints the producer state first.
+func TestProducerStateSurvivesDroppedSegmentsAndCrash(t *testing.T) {
+	mem := vfs.NewMem()
+	cfg := DefaultConfig()
+	cfg.SegmentBytes = 200 // a segment per batch or two
+	e := newEnv(mem, "/data", cfg)
+	m := e.open(t)
+	l, err := m.Create(tp0, [16]byte{}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Checkpoint(); err != nil { // a snapshot of an empty state at 0
+		t.Fatal(err)
+	}
+	var sent [][]byte
+	for i := range 8 {
+		b := idemBatch(t, 7, 0, int32(i), fmt.Sprintf("v%d-%s", i, strings.Repeat("x", 120)))
+		sent = append(sent, b)
+		mustAppend(t, l, b)
+	}
+	// Keep only the last segment, as a local trim after tiering would.
+	segs := l.Segments()
+	if len(segs) < 3 {
+		t.Fatalf("only %d segments", len(segs))
+	}
+	if _, err := l.DeleteRecordsBefore(segs[len(segs)-1].BaseOffset); err != nil {
+		t.Fatal(err)
+	}
+	end := l.EndOffset()
+	// kill -9: the process ends without closing anything; what the kernel
+	// holds stays, deleted files included (the manager is abandoned).
+	m2 := e.open(t)
+	defer m2.Close()
+	l2 := m2.Get(tp0)
+	// The producer retries its last two batches: both are duplicates.
+	for _, b := range sent[6:] {
+		res, err := l2.Append(b, AppendOptions{})
+		if err != nil {
+			t.Fatalf("retried batch after the crash: %v", err)
+		}
+		if !res.Duplicate {
+			t.Fatalf("a retried batch was appended again at %d (log end was %d)", res.BaseOffset, end)
+		}
+	}
+	if l2.EndOffset() != end {
+		t.Fatalf("log end %d after retries, want %d", l2.EndOffset(), end)
 	}
 }

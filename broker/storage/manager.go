@@ -336,12 +336,37 @@ func (m *Manager) writeStartsLocked() error {
 	return vfs.WriteFileAtomic(m.fs, filepath.Join(m.dir, logStartCheckpointFile), marshalOffsets(starts))
 }
 
+// checkpointOne checkpoints one log (with a producer snapshot at its end
+// even if nothing changed) and rewrites the recovery points: done before
+// the log drops segments, because recovery rebuilds producer state from
+// the newest snapshot at or below the recovery point plus the segments
+// after it, and a dropped segment above that snapshot would take its
+// batches' producer state with it (a retried batch would then be appended
+// twice).
+func (m *Manager) checkpointOne(l *Log) error {
+	m.ckMu.Lock()
+	defer m.ckMu.Unlock()
+	if _, err := l.checkpointAt(true); err != nil {
+		return err
+	}
+	points := map[TopicPartition]int64{}
+	for _, x := range m.Logs() {
+		x.mu.Lock()
+		points[x.tp] = x.lastRP
+		x.mu.Unlock()
+	}
+	return vfs.WriteFileAtomic(m.fs, filepath.Join(m.dir, recoveryCheckpointFile), marshalOffsets(points))
+}
+
 // checkpoint returns the log's recovery point, first making it the end of
 // the log if anything changed since the last checkpoint.
-func (l *Log) checkpoint() (int64, error) {
+func (l *Log) checkpoint() (int64, error) { return l.checkpointAt(false) }
+
+func (l *Log) checkpointAt(force bool) (int64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed || !l.dirty {
+	if l.closed || (!l.dirty && !force) {
+		l.lastRP = l.synced
 		return l.synced, nil
 	}
 	seg := l.active()
@@ -358,6 +383,7 @@ func (l *Log) checkpoint() (int64, error) {
 	}
 	l.pruneSnapshots()
 	l.dirty = false
+	l.lastRP = l.end
 	return l.end, nil
 }
 

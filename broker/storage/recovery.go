@@ -196,6 +196,10 @@ func (m *Manager) openLog(tp TopicPartition, dir string, cfg Config, ri recovery
 		l.start = l.end
 	}
 	l.synced = l.end
+	l.lastRP = min(ri.recoveryPoint, l.end)
+	if ri.clean {
+		l.lastRP = l.end
+	}
 	l.producers.truncate(l.end)
 	l.epochs.truncateFrom(l.end)
 	if act := l.active(); act.size > 0 {

@@ -103,6 +103,20 @@ func (l *Log) DeleteRecordsBefore(offset int64) (int64, error) {
 		l.mu.Unlock()
 		return start, nil
 	}
+	if len(l.segs) > 1 && l.segs[0].next <= offset {
+		// Segments will go: snapshot the producer state first (see
+		// checkpointOne).
+		l.mu.Unlock()
+		if err := l.m.checkpointOne(l); err != nil {
+			return 0, fmt.Errorf("%w: checkpoint before dropping segments: %v", ErrStorage, err)
+		}
+		l.mu.Lock()
+		if offset <= l.start {
+			start := l.start
+			l.mu.Unlock()
+			return start, nil
+		}
+	}
 	l.start = offset
 	l.dropSegmentsBelowStart()
 	l.dirty = true
