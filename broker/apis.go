@@ -37,7 +37,10 @@ var apis = map[int16]apiRange{
 	35: {1, 4},  // DescribeLogDirs
 	37: {0, 3},  // CreatePartitions
 	42: {0, 2},  // DeleteGroups
+	43: {0, 2},  // ElectLeaders
 	44: {0, 1},  // IncrementalAlterConfigs
+	45: {0, 0},  // AlterPartitionReassignments (v1 adds replication factor changes)
+	46: {0, 0},  // ListPartitionReassignments
 	47: {0, 0},  // OffsetDelete
 	60: {0, 1},  // DescribeCluster
 	68: {0, 1},  // ConsumerGroupHeartbeat
@@ -69,6 +72,12 @@ func (b *Broker) handle(ctx context.Context, h requestHeader, req kmsg.Request) 
 		return now(b.handleMetadata(r))
 	case *kmsg.ApiVersionsRequest:
 		return now(b.handleApiVersions(r))
+	case *kmsg.AlterPartitionAssignmentsRequest:
+		return now(b.handleAlterPartitionAssignments(r))
+	case *kmsg.ListPartitionReassignmentsRequest:
+		return now(b.handleListPartitionReassignments(r))
+	case *kmsg.ElectLeadersRequest:
+		return now(b.handleElectLeaders(r))
 	case *kmsg.CreateTopicsRequest:
 		return now(b.handleCreateTopics(r))
 	case *kmsg.DeleteTopicsRequest:

@@ -79,7 +79,9 @@ type Broker struct {
 	pidEnd  int64      // end of the block reserved in the metadata log
 
 	produceGate sync.RWMutex // read-held by every produce's appends; see handOff
-	movingOut   atomic.Bool  // a handoff began: produces get NOT_LEADER_OR_FOLLOWER
+	movingOut   atomic.Bool  // shutting down with a handoff: produces get NOT_LEADER_OR_FOLLOWER
+	moving      sync.Map     // partitionKey -> true: being handed over, produces refused
+	moverKick   chan struct{}
 
 	ln       net.Listener
 	addr     string
@@ -116,7 +118,7 @@ func New(opts Options) (*Broker, error) {
 		cfg: cfg, fs: opts.FS, logger: opts.Logger, metrics: opts.Metrics,
 		dir: cfg.Get("log.dirs"), nodeID: int32(cfg.Int64("node.id")),
 		topics: map[string]*topic{}, byID: map[[16]byte]*topic{}, conns: map[net.Conn]struct{}{},
-		waiters: newWaiters(), stop: make(chan struct{}), incarnation: newUUIDString(),
+		waiters: newWaiters(), stop: make(chan struct{}), incarnation: newUUIDString(), moverKick: make(chan struct{}, 1),
 	}
 	b.sessions = newFetchSessions(int(cfg.Int64("max.incremental.fetch.session.cache.slots")), time.Duration(cfg.Int64("min.incremental.fetch.session.eviction.ms"))*time.Millisecond)
 	if err := b.fs.MkdirAll(b.dir, 0o755); err != nil {
@@ -206,7 +208,8 @@ func (b *Broker) Start() error {
 		return err
 	}
 	b.ready.Store(true)
-	b.bg.Add(3)
+	b.bg.Add(4)
+	go func() { defer b.bg.Done(); b.moveRequested(b.stop) }()
 	go func() { defer b.bg.Done(); b.pollMetadata(b.stop) }()
 	go func() { defer b.bg.Done(); b.renewLease(b.stop) }()
 	go func() { defer b.bg.Done(); b.watchLeases(b.stop) }()

@@ -225,3 +225,97 @@ func TestGracefulHandoff(t *testing.T) {
 		t.Fatalf("consumed %d records, produced 600", len(got))
 	}
 }
+
+// TestReassignAndElect: AlterPartitionReassignments moves a partition's
+// leadership to another broker (carried out by its leader: roll, upload,
+// epoch + 1) with its records intact; ListPartitionReassignments shows it
+// until it is done; ElectLeaders moves it back to its preferred leader;
+// bad requests get Kafka's errors.
+func TestReassignAndElect(t *testing.T) {
+	brokers := startCluster(t, 3)
+	cl := client(t, brokers[0].Addr())
+	create(t, admin(t, brokers[0].Addr()), "re", 3, nil)
+	leaderOf := func(p int32) (int32, int32) {
+		for _, tp := range metadataOf(t, brokers[1].Addr()).Topics {
+			if *tp.Topic == "re" && int(p) < len(tp.Partitions) {
+				return tp.Partitions[p].Leader, tp.Partitions[p].LeaderEpoch
+			}
+		}
+		return -1, -1
+	}
+	brokertest.WaitFor(t, "broker 2 to know the topic", func() bool { l, _ := leaderOf(0); return l > 0 })
+	from, _ := leaderOf(0)
+	to := from%3 + 1
+	produceN(t, brokers[0].Addr(), "re", 100)
+
+	alter := func(topic string, p int32, replicas []int32) (int16, string) {
+		req := kmsg.NewPtrAlterPartitionAssignmentsRequest()
+		rt := kmsg.NewAlterPartitionAssignmentsRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewAlterPartitionAssignmentsRequestTopicPartition()
+		rp.Partition, rp.Replicas = p, replicas
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx(t), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp := resp.Topics[0].Partitions[0]
+		msg := ""
+		if sp.ErrorMessage != nil {
+			msg = *sp.ErrorMessage
+		}
+		return sp.ErrorCode, msg
+	}
+	for _, c := range []struct {
+		topic    string
+		replicas []int32
+		want     int16
+	}{
+		{"re", []int32{9}, kerr.InvalidReplicaAssignment.Code},
+		{"re", []int32{1, 2}, kerr.InvalidReplicaAssignment.Code},
+		{"missing", []int32{1}, kerr.UnknownTopicOrPartition.Code},
+		{"re", nil, kerr.NoReassignmentInProgress.Code},
+	} {
+		if code, msg := alter(c.topic, 0, c.replicas); code != c.want {
+			t.Fatalf("reassign %s-0 to %v: %v (%s), want %v", c.topic, c.replicas, kerr.ErrorForCode(code), msg, kerr.ErrorForCode(c.want))
+		}
+	}
+	if code, msg := alter("re", 0, []int32{to}); code != 0 {
+		t.Fatalf("reassign re-0 from %d to %d: %v %s", from, to, kerr.ErrorForCode(code), msg)
+	}
+	brokertest.WaitFor(t, "the move to be carried out", func() bool {
+		l, e := leaderOf(0)
+		return l == to && e == 1
+	})
+	// Every broker applies the move within a poll; then none lists it.
+	brokertest.WaitFor(t, "no reassignment listed", func() bool {
+		list, err := kmsg.NewPtrListPartitionReassignmentsRequest().RequestWith(ctx(t), cl)
+		return err == nil && len(list.Topics) == 0
+	})
+	produceN(t, brokers[2].Addr(), "re", 100)
+	if got := consume(t, brokers[1].Addr(), "re", 200); len(got) != 200 {
+		t.Fatalf("consumed %d of 200 records", len(got))
+	}
+
+	elect := kmsg.NewPtrElectLeadersRequest()
+	elect.Topics = []kmsg.ElectLeadersRequestTopic{{Topic: "re", Partitions: []int32{0, 1}}}
+	eresp, err := elect.RequestWith(ctx(t), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := map[int32]int16{}
+	for _, p := range eresp.Topics[0].Partitions {
+		codes[p.Partition] = p.ErrorCode
+	}
+	if codes[0] != 0 || codes[1] != kerr.ElectionNotNeeded.Code {
+		t.Fatalf("preferred election: %v", codes)
+	}
+	brokertest.WaitFor(t, "re-0 back on its preferred leader", func() bool {
+		l, e := leaderOf(0)
+		return l == from && e == 2
+	})
+	if got := consume(t, brokers[2].Addr(), "re", 200); len(got) != 200 {
+		t.Fatalf("consumed %d of 200 records after moving back", len(got))
+	}
+}

@@ -8,54 +8,83 @@ import (
 	"github.com/tiercel/tiercel/internal/metalog"
 )
 
+// partitionMove is one partition led here to hand to broker to.
+type partitionMove struct {
+	t  *topic
+	p  int32
+	to int32
+}
+
+type partitionKey struct {
+	topic     string
+	partition int32
+}
+
 // handOff moves every partition this broker leads to the other live
-// brokers without losing a record, even with replication factor 1: it
-// stops taking produces, waits for the appends in flight, rolls each
-// partition's active segment and uploads everything the bucket lacks,
-// checks that the manifest ends where the log ends, and only then commits
-// the new leaders (epoch + 1) in one metadata entry. The new leader opens
-// the partition at the manifest's end with the producer state of its last
-// segment. A partition that cannot be flushed stays led here (and offline
-// while this broker is down): moving it would lose its untiered tail.
-// Partitions of topics that are not tiered, and __consumer_offsets (its
-// coordinator replays from the local log), stay too.
+// brokers when it shuts down: see handOffPartitions. Partitions of topics
+// that are not tiered, and __consumer_offsets (its coordinator replays
+// from the local log), stay, offline until the broker returns.
 func (b *Broker) handOff(ctx context.Context) {
 	targets := b.handoffTargets()
 	if len(targets) == 0 || !b.leading() {
 		return // alone, or replaced already (its lease lost)
 	}
-	start := time.Now()
-	b.movingOut.Store(true)
-	b.produceGate.Lock() // the appends in flight are done
-	b.produceGate.Unlock()
-
-	var ops []metalog.Op
-	next := 0
+	b.movingOut.Store(true) // no produce is taken from here on
+	var moves []partitionMove
 	for _, t := range b.ledTopics() {
 		if !b.tiered(t.meta) {
 			continue
 		}
 		for p, l := range t.logs {
-			if l == nil {
-				continue
+			if l != nil {
+				moves = append(moves, partitionMove{t: t, p: int32(p), to: targets[len(moves)%len(targets)]})
 			}
-			err := l.Roll()
-			var end int64
-			if err == nil {
-				end, err = b.tierer.Flush(ctx, t.meta.ID, int32(p))
-			}
-			if err == nil && end != l.EndOffset() {
-				err = fmt.Errorf("the bucket holds offsets up to %d, the log up to %d", end, l.EndOffset())
-			}
-			if err != nil {
-				b.logger.Error("handoff: keeping a partition that could not be uploaded whole; it is offline until this broker returns",
-					"topic", t.meta.Name, "partition", p, "err", err)
-				continue
-			}
-			to := targets[next%len(targets)]
-			next++
-			ops = append(ops, metalog.Op{SetLeader: &metalog.SetLeader{Topic: t.meta.Name, Partition: int32(p), Leader: to, Expect: t.meta.Leaders[p]}})
 		}
+	}
+	b.handOffPartitions(ctx, moves)
+}
+
+// handOffPartitions moves partitions led here to other brokers without
+// losing a record, even with replication factor 1: it stops taking
+// produces for them, waits for the appends in flight, rolls each one's
+// active segment and uploads everything the bucket lacks, checks that the
+// manifest ends where the log ends, and only then commits the new leaders
+// (epoch + 1) in one metadata entry. The new leader fences the manifest
+// and opens the partition at its end with the producer state of its last
+// segment. A partition that cannot be flushed stays led here.
+func (b *Broker) handOffPartitions(ctx context.Context, moves []partitionMove) {
+	if len(moves) == 0 {
+		return
+	}
+	start := time.Now()
+	for _, m := range moves {
+		b.moving.Store(partitionKey{m.t.meta.Name, m.p}, true)
+	}
+	defer func() {
+		for _, m := range moves {
+			b.moving.Delete(partitionKey{m.t.meta.Name, m.p})
+		}
+	}()
+	b.produceGate.Lock() // the appends in flight are done
+	b.produceGate.Unlock()
+
+	var ops []metalog.Op
+	for _, m := range moves {
+		l := m.t.logs[m.p]
+		err := l.Roll()
+		var end int64
+		if err == nil {
+			end, err = b.tierer.Flush(ctx, m.t.meta.ID, m.p)
+		}
+		if err == nil && end != l.EndOffset() {
+			err = fmt.Errorf("the bucket holds offsets up to %d, the log up to %d", end, l.EndOffset())
+		}
+		if err != nil {
+			b.logger.Error("handoff: keeping a partition that could not be uploaded whole",
+				"topic", m.t.meta.Name, "partition", m.p, "err", err)
+			continue
+		}
+		ops = append(ops, metalog.Op{SetLeader: &metalog.SetLeader{Topic: m.t.meta.Name, Partition: m.p, Leader: m.to, Expect: m.t.meta.Leaders[m.p]}})
 	}
 	if len(ops) == 0 {
 		return
@@ -73,7 +102,49 @@ func (b *Broker) handOff(ctx context.Context) {
 			moved++
 		}
 	}
-	b.logger.Info("handed partitions over to other brokers", "partitions", moved, "to", targets, "took", time.Since(start).Round(time.Millisecond))
+	b.logger.Info("handed partitions over to other brokers", "partitions", moved, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// moveRequested carries out the moves requested in the metadata
+// (AlterPartitionReassignments, ElectLeaders) for partitions led here,
+// whenever reconcile or a membership change kicks it.
+func (b *Broker) moveRequested(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-b.moverKick:
+		}
+		live := b.liveBrokerIDs()
+		var moves []partitionMove
+		for _, t := range b.ledTopics() {
+			for p, to := range t.meta.Moves {
+				if t.logs[p] == nil || !live[to] {
+					continue // not ours, or its target is not up (yet)
+				}
+				if !b.tiered(t.meta) {
+					b.logger.Warn("cannot move a partition of a topic that is not tiered", "topic", t.meta.Name, "partition", p)
+					continue
+				}
+				moves = append(moves, partitionMove{t: t, p: p, to: to})
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		b.handOffPartitions(ctx, moves)
+		cancel()
+	}
+}
+
+func (b *Broker) isMoving(topic string, p int32) bool {
+	_, ok := b.moving.Load(partitionKey{topic, p})
+	return ok
+}
+
+func (b *Broker) kickMover() {
+	select {
+	case b.moverKick <- struct{}{}:
+	default:
+	}
 }
 
 // handoffTargets are the other live brokers, racks alternating.

@@ -20,10 +20,19 @@ type topicMeta struct {
 	Partitions int32
 	Configs    map[string]string
 	Leaders    []metalog.Leader // by partition
+	Preferred  []int32          // preferred leader by partition
+	Moves      map[int32]int32  // requested moves: partition -> target broker
 }
 
 func newTopicMeta(t *metalog.Topic) *topicMeta {
-	return &topicMeta{Name: t.Name, ID: t.ID, Partitions: t.Partitions(), Configs: cloneConfigs(t.Configs), Leaders: append([]metalog.Leader(nil), t.Leaders...)}
+	m := &topicMeta{Name: t.Name, ID: t.ID, Partitions: t.Partitions(), Configs: cloneConfigs(t.Configs), Leaders: append([]metalog.Leader(nil), t.Leaders...)}
+	for p := range t.Partitions() {
+		m.Preferred = append(m.Preferred, t.PreferredLeader(p))
+	}
+	if len(t.Moves) > 0 {
+		m.Moves = maps.Clone(t.Moves)
+	}
+	return m
 }
 
 // ledHere reports whether this broker leads partition p.
@@ -122,7 +131,7 @@ func (b *Broker) reconcile(ctx context.Context, startup bool) error {
 func (b *Broker) reconcileTopic(name string, mt *metalog.Topic, refs []*partitionRef) error {
 	old := b.topics[name]
 	if old != nil && len(refs) == 0 && old.meta.Partitions == mt.Partitions() &&
-		maps.Equal(old.meta.Configs, mt.Configs) && leadersEqual(old.meta.Leaders, mt.Leaders) {
+		maps.Equal(old.meta.Configs, mt.Configs) && leadersEqual(old.meta.Leaders, mt.Leaders) && maps.Equal(old.meta.Moves, mt.Moves) {
 		return nil
 	}
 	m := newTopicMeta(mt)
@@ -179,6 +188,12 @@ func (b *Broker) reconcileTopic(name string, mt *metalog.Topic, refs []*partitio
 	}
 	b.topics[name] = t
 	b.byID[id] = t
+	for p := range m.Moves {
+		if b.ledHere(m, p) {
+			b.kickMover()
+			break
+		}
+	}
 	return firstErr
 }
 

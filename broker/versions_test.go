@@ -76,6 +76,24 @@ func minimalRequest(key int16, topic string, id [16]byte) kmsg.Request {
 		return kmsg.NewPtrCreatePartitionsRequest()
 	case 44:
 		return kmsg.NewPtrIncrementalAlterConfigsRequest()
+	case 43:
+		r := kmsg.NewPtrElectLeadersRequest()
+		t := kmsg.NewElectLeadersRequestTopic()
+		t.Topic, t.Partitions = topic, []int32{0}
+		r.Topics = append(r.Topics, t)
+		return r
+	case 45:
+		// Moving partition 0 to its own leader: accepted, nothing to do.
+		r := kmsg.NewPtrAlterPartitionAssignmentsRequest()
+		t := kmsg.NewAlterPartitionAssignmentsRequestTopic()
+		t.Topic = topic
+		p := kmsg.NewAlterPartitionAssignmentsRequestTopicPartition()
+		p.Replicas = []int32{1}
+		t.Partitions = append(t.Partitions, p)
+		r.Topics = append(r.Topics, t)
+		return r
+	case 46:
+		return kmsg.NewPtrListPartitionReassignmentsRequest()
 	case 60:
 		return kmsg.NewPtrDescribeClusterRequest()
 	case 75:
@@ -177,6 +195,7 @@ var expectedError = map[int16]int16{
 	13: kerr.UnknownMemberID.Code,
 	14: kerr.UnknownMemberID.Code,
 	42: kerr.GroupIDNotFound.Code,
+	43: kerr.ElectionNotNeeded.Code, // one broker: the leader is the preferred one
 }
 
 // TestEveryAdvertisedVersion sends a request of every API at every version
@@ -290,6 +309,21 @@ func firstError(resp kmsg.Response) int16 {
 			return kerr.UnknownServerError.Code
 		}
 		return r.Groups[0].ErrorCode
+	case *kmsg.ElectLeadersResponse:
+		if r.ErrorCode != 0 {
+			return r.ErrorCode
+		}
+		return r.Topics[0].Partitions[0].ErrorCode
+	case *kmsg.AlterPartitionAssignmentsResponse:
+		if r.ErrorCode != 0 {
+			return r.ErrorCode
+		}
+		return r.Topics[0].Partitions[0].ErrorCode
+	case *kmsg.ListPartitionReassignmentsResponse:
+		if r.ErrorCode != 0 || len(r.Topics) != 0 {
+			return kerr.UnknownServerError.Code // no move is pending
+		}
+		return 0
 	case *kmsg.OffsetDeleteResponse:
 		if r.ErrorCode != 0 {
 			return r.ErrorCode

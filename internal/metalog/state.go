@@ -22,6 +22,22 @@ type Topic struct {
 	ID      string            `json:"id"`
 	Configs map[string]string `json:"configs,omitempty"`
 	Leaders []Leader          `json:"leaders"` // by partition
+	// Preferred is each partition's preferred leader: where it was placed
+	// (ElectLeaders moves it back there).
+	Preferred []int32 `json:"preferred,omitempty"`
+	// Moves are requested leadership moves not done yet: partition ->
+	// target broker. The current leader carries them out (roll, upload,
+	// SetLeader), which clears them.
+	Moves map[int32]int32 `json:"moves,omitempty"`
+}
+
+// PreferredLeader is partition p's preferred leader (its current one for
+// topics created before preferences were recorded).
+func (t *Topic) PreferredLeader(p int32) int32 {
+	if int(p) < len(t.Preferred) {
+		return t.Preferred[p]
+	}
+	return t.Leaders[p].Broker
 }
 
 // State is the applied metadata after entry Seq.
@@ -59,7 +75,26 @@ type Op struct {
 	SetBrokerConfigs    *SetBrokerConfigs    `json:"setBrokerConfigs,omitempty"`
 	AllocateProducerIDs *AllocateProducerIDs `json:"allocateProducerIds,omitempty"`
 	SetLeader           *SetLeader           `json:"setLeader,omitempty"`
+	RequestMove         *RequestMove         `json:"requestMove,omitempty"`
+	CancelMove          *CancelMove          `json:"cancelMove,omitempty"`
 	RegisterBroker      *RegisterBroker      `json:"registerBroker,omitempty"`
+}
+
+// RequestMove asks the leader of a partition (if it is still Expect) to
+// hand it over to broker To.
+type RequestMove struct {
+	Topic     string `json:"topic"`
+	ID        string `json:"id"`
+	Partition int32  `json:"partition"`
+	To        int32  `json:"to"`
+	Expect    Leader `json:"expect"`
+}
+
+// CancelMove withdraws a requested move that has not happened.
+type CancelMove struct {
+	Topic     string `json:"topic"`
+	ID        string `json:"id"`
+	Partition int32  `json:"partition"`
 }
 
 // InitCluster names the cluster; only the first one in the log applies,
@@ -192,6 +227,27 @@ func (s *State) Check(op Op) error {
 			return fmt.Errorf("%w: %s-%d is led by %d at epoch %d, not %d at %d", ErrStale, l.Topic, l.Partition,
 				t.Leaders[l.Partition].Broker, t.Leaders[l.Partition].Epoch, l.Expect.Broker, l.Expect.Epoch)
 		}
+	case op.RequestMove != nil:
+		m := op.RequestMove
+		t := s.Topics[m.Topic]
+		if t == nil || t.ID != m.ID || m.Partition < 0 || m.Partition >= t.Partitions() {
+			return fmt.Errorf("%w: partition %s-%d", ErrNotFound, m.Topic, m.Partition)
+		}
+		if t.Leaders[m.Partition] != m.Expect {
+			return fmt.Errorf("%w: %s-%d changed leader", ErrStale, m.Topic, m.Partition)
+		}
+		if m.To < 0 || m.To == m.Expect.Broker {
+			return fmt.Errorf("%w: move %s-%d to broker %d", ErrInvalid, m.Topic, m.Partition, m.To)
+		}
+	case op.CancelMove != nil:
+		c := op.CancelMove
+		t := s.Topics[c.Topic]
+		if t == nil || t.ID != c.ID {
+			return fmt.Errorf("%w: topic %s", ErrNotFound, c.Topic)
+		}
+		if _, ok := t.Moves[c.Partition]; !ok {
+			return fmt.Errorf("%w: no move of %s-%d in progress", ErrNotFound, c.Topic, c.Partition)
+		}
 	case op.RegisterBroker != nil:
 		if op.RegisterBroker.Incarnation == "" {
 			return fmt.Errorf("%w: broker %d without an incarnation", ErrInvalid, op.RegisterBroker.ID)
@@ -220,6 +276,11 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 			s.ClusterID = op.InitCluster.ClusterID
 		case op.AddPartitions != nil:
 			t := s.Topics[op.AddPartitions.Name]
+			if len(t.Preferred) < len(t.Leaders) {
+				t.Preferred = nil // recorded only for whole topics
+			} else {
+				t.Preferred = append(t.Preferred, op.AddPartitions.Leaders...)
+			}
 			for _, b := range op.AddPartitions.Leaders {
 				t.Leaders = append(t.Leaders, Leader{Broker: b})
 			}
@@ -235,7 +296,7 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 			s.NextProducerID += op.AllocateProducerIDs.Count
 		case op.CreateTopic != nil:
 			c := op.CreateTopic
-			t := &Topic{Name: c.Name, ID: c.ID, Configs: c.Configs}
+			t := &Topic{Name: c.Name, ID: c.ID, Configs: c.Configs, Preferred: append([]int32(nil), c.Leaders...)}
 			for _, b := range c.Leaders {
 				t.Leaders = append(t.Leaders, Leader{Broker: b})
 			}
@@ -244,7 +305,17 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 			delete(s.Topics, op.DeleteTopic.Name)
 		case op.SetLeader != nil:
 			l := op.SetLeader
-			s.Topics[l.Topic].Leaders[l.Partition] = Leader{Broker: l.Leader, Epoch: l.Expect.Epoch + 1}
+			t := s.Topics[l.Topic]
+			t.Leaders[l.Partition] = Leader{Broker: l.Leader, Epoch: l.Expect.Epoch + 1}
+			delete(t.Moves, l.Partition)
+		case op.RequestMove != nil:
+			t := s.Topics[op.RequestMove.Topic]
+			if t.Moves == nil {
+				t.Moves = map[int32]int32{}
+			}
+			t.Moves[op.RequestMove.Partition] = op.RequestMove.To
+		case op.CancelMove != nil:
+			delete(s.Topics[op.CancelMove.Topic].Moves, op.CancelMove.Partition)
 		case op.RegisterBroker != nil:
 			s.Brokers[op.RegisterBroker.ID] = op.RegisterBroker.Incarnation
 		}
@@ -261,6 +332,13 @@ func (s *State) Clone() State {
 	for n, t := range s.Topics {
 		ct := *t
 		ct.Leaders = append([]Leader(nil), t.Leaders...)
+		ct.Preferred = append([]int32(nil), t.Preferred...)
+		if t.Moves != nil {
+			ct.Moves = make(map[int32]int32, len(t.Moves))
+			for p, to := range t.Moves {
+				ct.Moves[p] = to
+			}
+		}
 		c.Topics[n] = &ct
 	}
 	for id, inc := range s.Brokers {

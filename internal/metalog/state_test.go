@@ -135,3 +135,41 @@ func TestApplyClusterOps(t *testing.T) {
 		t.Fatalf("the clone changed with the state, or lost what it held: %+v", c)
 	}
 }
+
+// TestApplyMoves: requested moves are recorded, refused when the leader
+// changed since, cancelled, and cleared by the leader change that carries
+// them out; preferred leaders stay where the partitions were placed.
+func TestApplyMoves(t *testing.T) {
+	s := NewState()
+	apply := func(ops ...Op) []bool {
+		t.Helper()
+		done, err := s.Apply(Entry{Seq: s.Seq + 1, Ops: ops})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return done
+	}
+	apply(Op{CreateTopic: &CreateTopic{Name: "m", ID: "M", Leaders: []int32{1, 2}}})
+	move := func(p, to int32, expect Leader) Op {
+		return Op{RequestMove: &RequestMove{Topic: "m", ID: "M", Partition: p, To: to, Expect: expect}}
+	}
+	if d := apply(move(0, 3, Leader{Broker: 1}), move(1, 3, Leader{Broker: 9}), move(1, 2, Leader{Broker: 2})); !d[0] || d[1] || d[2] {
+		t.Fatalf("moves applied %v, want [true false false] (a stale leader, a move to itself)", d)
+	}
+	if to := s.Topics["m"].Moves[0]; to != 3 {
+		t.Fatalf("pending move of m-0 to %d", to)
+	}
+	c := s.Clone()
+	if d := apply(Op{CancelMove: &CancelMove{Topic: "m", ID: "M", Partition: 0}}, Op{CancelMove: &CancelMove{Topic: "m", ID: "M", Partition: 1}}); !d[0] || d[1] {
+		t.Fatalf("cancels applied %v", d)
+	}
+	if len(s.Topics["m"].Moves) != 0 || c.Topics["m"].Moves[0] != 3 {
+		t.Fatal("a cancel did not clear the move, or reached into the clone")
+	}
+	apply(move(1, 1, Leader{Broker: 2}))
+	apply(Op{SetLeader: &SetLeader{Topic: "m", Partition: 1, Leader: 1, Expect: Leader{Broker: 2}}})
+	tp := s.Topics["m"]
+	if len(tp.Moves) != 0 || tp.Leaders[1] != (Leader{Broker: 1, Epoch: 1}) || tp.PreferredLeader(1) != 2 {
+		t.Fatalf("after the move: moves %v, leader %+v, preferred %d", tp.Moves, tp.Leaders[1], tp.PreferredLeader(1))
+	}
+}
