@@ -51,7 +51,7 @@ type partitionRef struct {
 	// stamped with the new epoch before the log opens (Tierer.Fence).
 	fence bool
 	man   *tiering.Manifest
-	open         bool // open the local log (else only start tiering it)
+	open  bool // open the local log (else only start tiering it)
 }
 
 // reconcile makes the broker's topics and partition logs match the applied
@@ -267,7 +267,9 @@ func (b *Broker) loadManifests(ctx context.Context, refs []*partitionRef) error 
 			load := b.tierer.LoadManifest
 			if r.fence {
 				epoch := r.meta.Leaders[r.p].Epoch
-				load = func(ctx context.Context, id string, p int32) (tiering.Manifest, error) { return b.tierer.Fence(ctx, id, p, epoch) }
+				load = func(ctx context.Context, id string, p int32) (tiering.Manifest, error) {
+					return b.tierer.Fence(ctx, id, p, epoch)
+				}
 			}
 			man, err := load(ctx, r.meta.ID, r.p)
 			mu.Lock()
