@@ -118,6 +118,7 @@ func (b *Broker) initialOps(ctx context.Context) ([]metalog.Op, error) {
 func (b *Broker) appendMeta(ctx context.Context, ops ...metalog.Op) ([]bool, error) {
 	before := b.meta.log.Peek().Seq
 	seq, done, err := b.meta.log.Append(ctx, ops)
+	b.logger.Debug("appended metadata entry", "node", b.nodeID, "seq", seq, "err", err)
 	if err != nil {
 		// Append may have caught up with other brokers' entries before
 		// finding the change no longer applies (the topic exists now):
@@ -169,6 +170,7 @@ func (b *Broker) catchUpMeta() error {
 	if err != nil || (len(read) == 0 && !b.meta.dirty) {
 		return err
 	}
+	b.logger.Debug("applying metadata entries", "node", b.nodeID, "entries", len(read), "seq", b.meta.log.Peek().Seq)
 	return b.reconcile(ctx, false)
 }
 

@@ -5,6 +5,7 @@ package brokertest
 
 import (
 	"bytes"
+	"log/slog"
 	"context"
 	"fmt"
 	"net"
@@ -62,7 +63,12 @@ func (h *Broker) start() {
 	if err != nil {
 		h.t.Fatalf("brokertest: config: %v", err)
 	}
-	b, err := broker.New(broker.Options{Config: cfg, Bucket: h.bucket})
+	var logger *slog.Logger
+	if os.Getenv("TIERCEL_TEST_LOG") != "" {
+		// Debugging a test: the brokers' logs on stderr.
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	b, err := broker.New(broker.Options{Config: cfg, Bucket: h.bucket, Logger: logger})
 	if err != nil {
 		h.t.Fatalf("brokertest: %v", err)
 	}

@@ -1,0 +1,432 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(newClusterCmd) }
+
+// newClusterCmd is the cluster view and leadership moves
+// (kafka-broker-api-versions/kafka-reassign-partitions/kafka-leader-election).
+func newClusterCmd(g *Globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "cluster", Short: "Brokers, partition leadership, reassignments and drains"}
+	cmd.AddCommand(clusterBrokersCmd(g), clusterStatusCmd(g), clusterReassignCmd(g), clusterDrainCmd(g), clusterElectCmd(g))
+	return cmd
+}
+
+// withClient runs f with a client and a bounded context.
+func (g *Globals) withClient(parent context.Context, timeout time.Duration, f func(ctx context.Context, cl *kgo.Client) error) error {
+	cl, err := g.newClient()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	return f(ctx, cl)
+}
+
+func clusterMetadata(ctx context.Context, cl *kgo.Client) (*kmsg.MetadataResponse, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	req.Topics = nil // all
+	return req.RequestWith(ctx, cl)
+}
+
+type brokerView struct {
+	ID   int32  `json:"id"`
+	Addr string `json:"addr"`
+	Rack string `json:"rack,omitempty"`
+}
+
+func clusterBrokersCmd(g *Globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "brokers",
+		Short: "List the live brokers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withClient(cmd.Context(), requestTimeout, func(ctx context.Context, cl *kgo.Client) error {
+				md, err := clusterMetadata(ctx, cl)
+				if err != nil {
+					return g.explain("cluster brokers", err)
+				}
+				var out []brokerView
+				for _, b := range md.Brokers {
+					v := brokerView{ID: b.NodeID, Addr: fmt.Sprintf("%s:%d", b.Host, b.Port)}
+					if b.Rack != nil {
+						v.Rack = *b.Rack
+					}
+					out = append(out, v)
+				}
+				sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+				if g.Output == "json" {
+					return printJSON(cmd.OutOrStdout(), out)
+				}
+				w := cmd.OutOrStdout()
+				fmt.Fprintf(w, "%-6s %-24s %s\n", "ID", "ADDRESS", "RACK")
+				for _, b := range out {
+					fmt.Fprintf(w, "%-6d %-24s %s\n", b.ID, b.Addr, b.Rack)
+				}
+				return nil
+			})
+		},
+	}
+}
+
+type clusterStatus struct {
+	ClusterID string             `json:"cluster_id"`
+	Brokers   []brokerView       `json:"brokers"`
+	Leading   map[int32]int      `json:"partitions_led"`
+	Offline   []string           `json:"offline"`
+	Moving    []reassignmentView `json:"reassignments"`
+}
+
+type reassignmentView struct {
+	Partition string `json:"partition"`
+	From      int32  `json:"from"`
+	To        int32  `json:"to"`
+}
+
+func clusterStatusCmd(g *Globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Brokers, partitions led by each, offline partitions and reassignments in progress",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withClient(cmd.Context(), requestTimeout, func(ctx context.Context, cl *kgo.Client) error {
+				md, err := clusterMetadata(ctx, cl)
+				if err != nil {
+					return g.explain("cluster status", err)
+				}
+				st := clusterStatus{Leading: map[int32]int{}}
+				if md.ClusterID != nil {
+					st.ClusterID = *md.ClusterID
+				}
+				for _, b := range md.Brokers {
+					v := brokerView{ID: b.NodeID, Addr: fmt.Sprintf("%s:%d", b.Host, b.Port)}
+					if b.Rack != nil {
+						v.Rack = *b.Rack
+					}
+					st.Brokers = append(st.Brokers, v)
+					st.Leading[b.NodeID] = 0
+				}
+				sort.Slice(st.Brokers, func(i, j int) bool { return st.Brokers[i].ID < st.Brokers[j].ID })
+				for _, t := range md.Topics {
+					for _, p := range t.Partitions {
+						if p.Leader < 0 {
+							st.Offline = append(st.Offline, fmt.Sprintf("%s-%d", *t.Topic, p.Partition))
+							continue
+						}
+						st.Leading[p.Leader]++
+					}
+				}
+				sort.Strings(st.Offline)
+				lr, err := kmsg.NewPtrListPartitionReassignmentsRequest().RequestWith(ctx, cl)
+				if err != nil {
+					return g.explain("cluster status: reassignments", err)
+				}
+				for _, t := range lr.Topics {
+					for _, p := range t.Partitions {
+						if len(p.RemovingReplicas) == 1 && len(p.AddingReplicas) == 1 {
+							st.Moving = append(st.Moving, reassignmentView{Partition: fmt.Sprintf("%s-%d", t.Topic, p.Partition), From: p.RemovingReplicas[0], To: p.AddingReplicas[0]})
+						}
+					}
+				}
+				if g.Output == "json" {
+					return printJSON(cmd.OutOrStdout(), st)
+				}
+				w := cmd.OutOrStdout()
+				fmt.Fprintf(w, "Cluster %s: %d brokers, %d offline partitions, %d reassignments in progress\n", st.ClusterID, len(st.Brokers), len(st.Offline), len(st.Moving))
+				fmt.Fprintf(w, "%-6s %-24s %-12s %s\n", "ID", "ADDRESS", "RACK", "LEADING")
+				for _, b := range st.Brokers {
+					fmt.Fprintf(w, "%-6d %-24s %-12s %d\n", b.ID, b.Addr, b.Rack, st.Leading[b.ID])
+				}
+				for _, o := range st.Offline {
+					fmt.Fprintf(w, "offline: %s (its broker is down)\n", o)
+				}
+				for _, m := range st.Moving {
+					fmt.Fprintf(w, "moving: %s from broker %d to %d\n", m.Partition, m.From, m.To)
+				}
+				return nil
+			})
+		},
+	}
+}
+
+// move is one partition to reassign.
+type move struct {
+	topic     string
+	partition int32
+	to        int32
+}
+
+// reassign sends the moves and reports the first refusal.
+func reassign(ctx context.Context, cl *kgo.Client, moves []move) error {
+	req := kmsg.NewPtrAlterPartitionAssignmentsRequest()
+	byTopic := map[string]int{}
+	for _, m := range moves {
+		i, ok := byTopic[m.topic]
+		if !ok {
+			i = len(req.Topics)
+			byTopic[m.topic] = i
+			rt := kmsg.NewAlterPartitionAssignmentsRequestTopic()
+			rt.Topic = m.topic
+			req.Topics = append(req.Topics, rt)
+		}
+		rp := kmsg.NewAlterPartitionAssignmentsRequestTopicPartition()
+		rp.Partition, rp.Replicas = m.partition, []int32{m.to}
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
+	}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return err
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return err
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				// The broker's message says why (not live, not tiered, ...);
+				// not wrapped, so it is printed whole.
+				msg := err.Error()
+				if p.ErrorMessage != nil && *p.ErrorMessage != "" {
+					msg = kerr.ErrorForCode(p.ErrorCode).(*kerr.Error).Message + ": " + *p.ErrorMessage
+				}
+				return fmt.Errorf("%s-%d: %s", t.Topic, p.Partition, msg)
+			}
+		}
+	}
+	return nil
+}
+
+// waitLeaders polls metadata until done says the leaders are as wanted in
+// the answer of every live broker (each applies the metadata log on its
+// own, within a poll or a gossip hint of the others).
+func waitLeaders(ctx context.Context, cl *kgo.Client, done func(md *kmsg.MetadataResponse) bool) error {
+	everyBroker := func() bool {
+		md, err := clusterMetadata(ctx, cl)
+		if err != nil || !done(md) {
+			return false
+		}
+		for _, b := range md.Brokers {
+			req := kmsg.NewPtrMetadataRequest()
+			resp, err := cl.Broker(int(b.NodeID)).Request(ctx, req)
+			if err != nil || !done(resp.(*kmsg.MetadataResponse)) {
+				return false
+			}
+		}
+		return true
+	}
+	for {
+		if everyBroker() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not done within the wait: %w", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func leaderOf(md *kmsg.MetadataResponse, topic string, partition int32) int32 {
+	for _, t := range md.Topics {
+		if t.Topic != nil && *t.Topic == topic {
+			for _, p := range t.Partitions {
+				if p.Partition == partition {
+					return p.Leader
+				}
+			}
+		}
+	}
+	return -1
+}
+
+func epochOf(md *kmsg.MetadataResponse, topic string, partition int32) int32 {
+	for _, t := range md.Topics {
+		if t.Topic != nil && *t.Topic == topic {
+			for _, p := range t.Partitions {
+				if p.Partition == partition {
+					return p.LeaderEpoch
+				}
+			}
+		}
+	}
+	return -1
+}
+
+func clusterReassignCmd(g *Globals) *cobra.Command {
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "reassign TOPIC PARTITION BROKER",
+		Short: "Move a partition's leadership to a broker (its leader uploads everything, then hands over)",
+		Args:  cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err1 := strconv.ParseInt(args[1], 10, 32)
+			to, err2 := strconv.ParseInt(args[2], 10, 32)
+			if err1 != nil || err2 != nil {
+				return errors.New("reassign: PARTITION and BROKER are numbers")
+			}
+			m := move{topic: args[0], partition: int32(p), to: int32(to)}
+			return g.withClient(cmd.Context(), requestTimeout+wait, func(ctx context.Context, cl *kgo.Client) error {
+				if err := reassign(ctx, cl, []move{m}); err != nil {
+					return g.explain("reassign", err)
+				}
+				if wait > 0 {
+					if err := waitLeaders(ctx, cl, func(md *kmsg.MetadataResponse) bool { return leaderOf(md, m.topic, m.partition) == m.to }); err != nil {
+						return fmt.Errorf("reassign %s-%d to broker %d: %w", m.topic, m.partition, m.to, err)
+					}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s-%d: moving to broker %d%s\n", m.topic, m.partition, m.to, doneSuffix(wait))
+				return nil
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for the move to finish")
+	return cmd
+}
+
+func doneSuffix(wait time.Duration) string {
+	if wait > 0 {
+		return ": done"
+	}
+	return " (started)"
+}
+
+func clusterDrainCmd(g *Globals) *cobra.Command {
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "drain BROKER",
+		Short: "Move every partition a broker leads to the other brokers (before stopping it)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseInt(args[0], 10, 32)
+			if err != nil {
+				return errors.New("drain: BROKER is a broker id")
+			}
+			broker := int32(id)
+			return g.withClient(cmd.Context(), requestTimeout+wait, func(ctx context.Context, cl *kgo.Client) error {
+				md, err := clusterMetadata(ctx, cl)
+				if err != nil {
+					return g.explain("drain", err)
+				}
+				var others []int32
+				known := false
+				for _, b := range md.Brokers {
+					if b.NodeID == broker {
+						known = true
+					} else {
+						others = append(others, b.NodeID)
+					}
+				}
+				sort.Slice(others, func(i, j int) bool { return others[i] < others[j] })
+				switch {
+				case !known:
+					return fmt.Errorf("drain: broker %d is not a live broker of this cluster (see tiercel cluster brokers)", broker)
+				case len(others) == 0:
+					return fmt.Errorf("drain: broker %d is the only live broker; there is nowhere to move its partitions", broker)
+				}
+				var moves []move
+				for _, t := range md.Topics {
+					if t.IsInternal {
+						continue // the group coordinator's partitions stay (docs/design.md)
+					}
+					for _, p := range t.Partitions {
+						if p.Leader == broker {
+							moves = append(moves, move{topic: *t.Topic, partition: p.Partition, to: others[len(moves)%len(others)]})
+						}
+					}
+				}
+				if len(moves) > 0 {
+					if err := reassign(ctx, cl, moves); err != nil {
+						return g.explain("drain", err)
+					}
+				}
+				if wait > 0 {
+					err := waitLeaders(ctx, cl, func(md *kmsg.MetadataResponse) bool {
+						for _, m := range moves {
+							if leaderOf(md, m.topic, m.partition) == broker {
+								return false
+							}
+						}
+						return true
+					})
+					if err != nil {
+						return fmt.Errorf("drain broker %d: %w", broker, err)
+					}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "broker %d: %d partitions moving to brokers %v%s\n", broker, len(moves), others, doneSuffix(wait))
+				return nil
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for the moves to finish")
+	return cmd
+}
+
+func clusterElectCmd(g *Globals) *cobra.Command {
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "elect-leaders",
+		Short: "Move partitions back to their preferred leaders (kafka-leader-election --election-type preferred)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withClient(cmd.Context(), requestTimeout+wait, func(ctx context.Context, cl *kgo.Client) error {
+				before, err := clusterMetadata(ctx, cl)
+				if err != nil {
+					return g.explain("elect-leaders", err)
+				}
+				req := kmsg.NewPtrElectLeadersRequest()
+				req.Topics = nil // every partition
+				resp, err := req.RequestWith(ctx, cl)
+				if err != nil {
+					return g.explain("elect-leaders", err)
+				}
+				type started struct {
+					topic string
+					p     int32
+				}
+				var moving []started
+				for _, t := range resp.Topics {
+					for _, p := range t.Partitions {
+						switch p.ErrorCode {
+						case 0:
+							moving = append(moving, started{t.Topic, p.Partition})
+						case kerr.ElectionNotNeeded.Code:
+						default:
+							fmt.Fprintf(cmd.ErrOrStderr(), "%s-%d: %v\n", t.Topic, p.Partition, kerr.ErrorForCode(p.ErrorCode))
+						}
+					}
+				}
+				if wait > 0 && len(moving) > 0 {
+					// A move is done when the partition's leader epoch grew.
+					err := waitLeaders(ctx, cl, func(md *kmsg.MetadataResponse) bool {
+						for _, m := range moving {
+							if epochOf(md, m.topic, m.p) <= epochOf(before, m.topic, m.p) {
+								return false
+							}
+						}
+						return true
+					})
+					if err != nil {
+						return fmt.Errorf("elect-leaders: %w", err)
+					}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%d partitions moving to their preferred leaders%s\n", len(moving), doneSuffix(wait))
+				return nil
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for the moves to finish")
+	return cmd
+}

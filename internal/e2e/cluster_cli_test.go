@@ -1,0 +1,101 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/tiercel/tiercel/internal/brokertest"
+	"github.com/tiercel/tiercel/objstore/mem"
+)
+
+// TestClusterCLI: `tiercel cluster brokers|status|reassign|drain|
+// elect-leaders` against three brokers, with the numbers checked against
+// the cluster's own metadata, and bad input answered with a readable error.
+func TestClusterCLI(t *testing.T) {
+	bucket := mem.New("cli-cluster")
+	var brokers []*brokertest.Broker
+	for i := 1; i <= 3; i++ {
+		sets := []string{fmt.Sprintf("node.id=%d", i), "tiercel.gossip.listener=127.0.0.1:0", "tiercel.gossip.local=true", "tiercel.metadata.poll.ms=100", fmt.Sprintf("broker.rack=r%d", i)}
+		if i > 1 {
+			sets = append(sets, "tiercel.gossip.seeds="+brokers[0].GossipAddr())
+		}
+		brokers = append(brokers, brokertest.StartWithBucket(t, t.TempDir(), bucket, sets...))
+	}
+	for _, b := range brokers {
+		waitBrokers(t, b.Addr(), 3)
+	}
+	bin := brokertest.Binary(t)
+	tiercel := func(args ...string) (string, error) {
+		out, err := exec.Command(bin, append([]string{"--bootstrap-server", brokers[0].Addr()}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	adm, cl := newAdmin(t, brokers[0].Addr())
+	defer cl.Close()
+	if _, err := adm.CreateTopic(context.Background(), 6, 1, nil, "c"); err != nil {
+		t.Fatal(err)
+	}
+	led := func() map[int32][]int32 {
+		out := map[int32][]int32{}
+		for _, p := range partitionsOf(t, brokers[0].Addr(), "c") {
+			out[p.Leader] = append(out[p.Leader], p.Partition)
+		}
+		return out
+	}
+	brokertest.WaitFor(t, "the topic on every broker", func() bool { return len(led()) == 3 })
+
+	out, err := tiercel("cluster", "brokers", "-o", "json")
+	var bs []struct {
+		ID   int32  `json:"id"`
+		Rack string `json:"rack"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &bs) != nil || len(bs) != 3 || bs[1].ID != 2 || bs[1].Rack != "r2" {
+		t.Fatalf("cluster brokers: %v\n%s", err, out)
+	}
+
+	if out, err := tiercel("cluster", "drain", "2", "--wait", "20s"); err != nil {
+		t.Fatalf("drain: %v\n%s", err, out)
+	}
+	if l := led(); len(l[2]) != 0 || len(l[1])+len(l[3]) != 6 {
+		t.Fatalf("after draining broker 2: %v", l)
+	}
+	out, err = tiercel("cluster", "status", "-o", "json")
+	var st struct {
+		Leading map[string]int `json:"partitions_led"`
+		Offline []string       `json:"offline"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Leading["2"] != 0 || len(st.Offline) != 0 {
+		t.Fatalf("cluster status after the drain: %v\n%s", err, out)
+	}
+
+	if out, err := tiercel("cluster", "reassign", "c", "0", "2", "--wait", "20s"); err != nil {
+		t.Fatalf("reassign: %v\n%s", err, out)
+	}
+	if l := led(); len(l[2]) != 1 || l[2][0] != 0 {
+		t.Fatalf("after moving c-0 to broker 2: %v", l)
+	}
+	if out, err := tiercel("cluster", "elect-leaders", "--wait", "20s"); err != nil {
+		t.Fatalf("elect-leaders: %v\n%s", err, out)
+	}
+	if l := led(); len(l[1]) != 2 || len(l[2]) != 2 || len(l[3]) != 2 {
+		t.Fatalf("after the preferred election every broker should lead 2 partitions again: %v", l)
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"cluster", "reassign", "c", "0", "9"}, "not live"},
+		{[]string{"cluster", "reassign", "missing", "0", "1"}, "UNKNOWN_TOPIC_OR_PARTITION"},
+		{[]string{"cluster", "reassign", "c", "x", "1"}, "are numbers"},
+		{[]string{"cluster", "drain", "9"}, "not a live broker"},
+	} {
+		out, err := tiercel(c.args...)
+		if err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("tiercel %v: %v, want an error saying %q\n%s", c.args, err, c.want, out)
+		}
+	}
+}
