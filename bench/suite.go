@@ -51,6 +51,7 @@ type Report struct {
 	IdleKiBPerPart   float64        `json:"rss_kib_per_idle_partition,omitempty"`
 	Groups           *GroupReport   `json:"groups,omitempty"`
 	Tiering          *TieringReport `json:"tiering,omitempty"`
+	Cluster          *ClusterReport `json:"cluster,omitempty"`
 }
 
 // RunSuite measures the machine's limits, starts a broker, and runs the
@@ -184,6 +185,11 @@ func RunSuite(ctx context.Context, o SuiteOptions) (Report, error) {
 			return rep, fmt.Errorf("tiering benchmarks: %w", err)
 		}
 		rep.Tiering = &tr
+		cr, err := RunCluster(ctx, o.Binary, o.VersityGW, data, 10000, logf)
+		if err != nil {
+			return rep, fmt.Errorf("cluster benchmarks: %w", err)
+		}
+		rep.Cluster = &cr
 	}
 	return rep, nil
 }
@@ -374,6 +380,9 @@ func (r Report) extra() string {
 		s += fmt.Sprintf("  RSS per idle partition (%d): %.1f KiB                      (target <= 50: %s)\n", r.IdlePartitions, r.IdleKiBPerPart, map[bool]string{true: "meets target", false: "MISSES target"}[r.IdleKiBPerPart <= 50])
 	}
 	s += r.GroupSummary()
+	if r.Cluster != nil {
+		s += r.Cluster.Summary()
+	}
 	if r.Tiering != nil {
 		s += r.Tiering.Summary()
 	}

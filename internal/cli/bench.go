@@ -165,7 +165,26 @@ func newBenchCmd(g *Globals) *cobra.Command {
 		}}
 	tier.Flags().StringVar(&tierDir, "dir", ".", "directory for the brokers' data and versitygw's files")
 	tier.Flags().StringVar(&versity, "versitygw", defaultVersityGW(), "versitygw binary (scripts/install-test-tools.sh installs it)")
-	cmd.AddCommand(produce, consume, e2e, disk, loop, suite, groups, tier)
+	var clusterDir, clusterVersity string
+	var clusterIdle int
+	clusterCmd := &cobra.Command{Use: "cluster", Short: "The control-plane benchmarks alone: three brokers on versitygw", Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return withBenchDir(clusterDir, "tiercel-bench-cluster-", func(exe, dir string, logf func(string, ...any)) error {
+				cr, err := bench.RunCluster(c.Context(), exe, clusterVersity, dir, clusterIdle, logf)
+				if err != nil {
+					return err
+				}
+				if g.Output == "json" {
+					return printJSON(c.OutOrStdout(), cr)
+				}
+				fmt.Fprint(c.OutOrStdout(), cr.Summary())
+				return nil
+			})
+		}}
+	clusterCmd.Flags().StringVar(&clusterDir, "dir", ".", "directory for the brokers' data and versitygw's files")
+	clusterCmd.Flags().StringVar(&clusterVersity, "versitygw", defaultVersityGW(), "versitygw binary (scripts/install-test-tools.sh installs it)")
+	clusterCmd.Flags().IntVar(&clusterIdle, "idle-partitions", 10000, "partitions for the idle-request measurement")
+	cmd.AddCommand(produce, consume, e2e, disk, loop, suite, groups, tier, clusterCmd)
 	return cmd
 }
 
