@@ -66,6 +66,7 @@ type Broker struct {
 	clusterID   string
 	gossip      *gossip.Node // nil: a cluster of one
 	lease       *leaseKeeper
+	leaseWatch  leaseWatch
 	unlockDir   func()
 	incarnation string // this process's start, told to the other brokers
 

@@ -101,6 +101,7 @@ func (b *Broker) startGossip() error {
 		Logger:        b.logger,
 		OnHint:        func(int64) { b.kickMetadata() },
 		OnChange:      b.kickMover, // a move's target may have come up
+		OnLease:       b.heardLease,
 		OnConflict: func(other gossip.Member) {
 			b.logger.Error("another broker gossips with this broker's node.id: two brokers must never share an id", "node_id", b.nodeID, "other_kafka_addr", other.KafkaAddr)
 		},
@@ -109,6 +110,9 @@ func (b *Broker) startGossip() error {
 		return fmt.Errorf("gossip: %w", err)
 	}
 	b.gossip = n
+	if b.lease != nil {
+		n.AnnounceLease(b.lease.currentVersion())
+	}
 	b.logger.Info("gossip listening", "addr", n.Addr(), "seeds", b.cfg.List("tiercel.gossip.seeds"))
 	return nil
 }

@@ -172,6 +172,9 @@ func (b *Broker) renewLease(stop <-chan struct{}) {
 			t.Reset(min(every, time.Second)) // try again soon
 			continue
 		}
+		if b.gossip != nil {
+			b.gossip.AnnounceLease(k.currentVersion())
+		}
 		t.Reset(every)
 	}
 }
@@ -199,6 +202,13 @@ func (k *leaseKeeper) renew() error {
 	k.holder.Succeeded(id)
 	k.version = attrs.Version
 	return nil
+}
+
+// version is the lease object's version last written.
+func (k *leaseKeeper) currentVersion() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.version
 }
 
 // releaseLease marks the lease released on a clean shutdown, so a

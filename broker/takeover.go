@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/tiercel/tiercel/internal/lease"
@@ -23,18 +24,47 @@ import (
 // end (Tierer.Fence), so everything after the last tiered segment of the
 // crashed broker is lost, and the new leader's log says from which offset.
 
-// watchLeases runs the takeover checks every TTL/3 until stop.
+// leaseWatch is what this broker knows of the other brokers' leases: a
+// Watcher per broker, fed by the versions they gossip after each renewal
+// (no bucket request) and by reads of the lease while one is missing.
+type leaseWatch struct {
+	mu       sync.Mutex
+	watchers map[int32]*lease.Watcher
+	lastRead map[int32]time.Duration // when the lease was last read, on the lease clock
+}
+
+// heardLease records a lease version another broker gossiped. The wait
+// counts from now, when the version reached this broker, after it was
+// written: the same rule as a read's answer.
+func (b *Broker) heardLease(broker int32, version string) {
+	if b.lease == nil {
+		return
+	}
+	w := &b.leaseWatch
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.watchers == nil {
+		w.watchers, w.lastRead = map[int32]*lease.Watcher{}, map[int32]time.Duration{}
+	}
+	lw := w.watchers[broker]
+	if lw == nil {
+		lw = lease.NewWatcher(b.lease.cfg)
+		w.watchers[broker] = lw
+	}
+	lw.Observe(version, false, b.lease.now())
+}
+
+// watchLeases runs the takeover checks every second until stop.
 func (b *Broker) watchLeases(stop <-chan struct{}) {
-	t := time.NewTicker(b.lease.cfg.TTL / 3)
+	t := time.NewTicker(min(time.Second, b.lease.cfg.TTL/3))
 	defer t.Stop()
-	watchers := map[int32]*lease.Watcher{}
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
 		}
-		b.takeOverOrphans(watchers)
+		b.takeOverOrphans()
 	}
 }
 
@@ -62,32 +92,43 @@ func (b *Broker) orphans() map[int32][]metalog.SetLeader {
 	return out
 }
 
-// takeOverOrphans watches the leases of brokers that lead partitions and
-// are not live, and moves the partitions of those whose lease expired.
-// Only the live broker with the lowest id acts (others would lose the
-// revoke race anyway), so idle clusters pay nothing and a crash costs one
-// GET per TTL/3 until it is handled.
-func (b *Broker) takeOverOrphans(watchers map[int32]*lease.Watcher) {
+// takeOverOrphans moves the partitions of brokers that lead partitions,
+// are not live, and whose lease expired. Only the live broker with the
+// lowest id acts (others would lose the revoke race anyway). The wait
+// usually starts from the last lease version the missing broker gossiped;
+// the lease is read once per TTL/3 while a broker is missing (a version
+// never heard starts the wait) and once more to revoke it, so idle
+// clusters pay nothing.
+func (b *Broker) takeOverOrphans() {
 	orphans := b.orphans()
-	targets := rackAlternating(b.liveBrokers())
 	if !b.cfg.Bool("unclean.leader.election.enable") || len(orphans) == 0 || b.lowestLive() != b.nodeID {
-		clear(watchers)
 		return
 	}
-	for id := range watchers {
-		if _, ok := orphans[id]; !ok {
-			delete(watchers, id) // back, or handled
-		}
-	}
+	targets := rackAlternating(b.liveBrokers())
 	ctx, cancel := context.WithTimeout(context.Background(), b.lease.cfg.TTL)
 	defer cancel()
+	lw := &b.leaseWatch
 	for id, parts := range orphans {
-		w := watchers[id]
+		lw.mu.Lock()
+		if lw.watchers == nil {
+			lw.watchers, lw.lastRead = map[int32]*lease.Watcher{}, map[int32]time.Duration{}
+		}
+		w := lw.watchers[id]
 		if w == nil {
 			w = lease.NewWatcher(b.lease.cfg)
-			watchers[id] = w
+			lw.watchers[id] = w
+		}
+		now := b.lease.now()
+		read, heard := lw.lastRead[id], w.Version() != ""
+		expired := w.Expired(now)
+		lw.mu.Unlock()
+		if heard && !expired && now-read < b.lease.cfg.TTL/3 {
+			continue // waiting; nothing to ask the bucket yet
 		}
 		data, attrs, err := objstore.ReadAll(ctx, b.bucket, leaseKey(id))
+		lw.mu.Lock()
+		lw.lastRead[id] = b.lease.now()
+		lw.mu.Unlock()
 		var rec leaseRecord
 		switch {
 		case errors.Is(err, objstore.ErrNotFound):
@@ -101,22 +142,32 @@ func (b *Broker) takeOverOrphans(watchers map[int32]*lease.Watcher) {
 				continue
 			}
 		}
-		w.Observe(attrs.Version, rec.Released, b.lease.now())
-		if !w.Expired(b.lease.now()) {
+		lw.mu.Lock()
+		w.Observe(attrs.Version, rec.Released, b.lease.now()) // a new version restarts the wait
+		expired = w.Expired(b.lease.now())
+		lw.mu.Unlock()
+		if !expired {
 			continue
 		}
 		if !rec.Released {
 			revoked := leaseRecord{Broker: id, Incarnation: rec.Incarnation, Counter: rec.Counter + 1, Released: true, RevokedBy: b.nodeID}
 			if _, err := b.lease.put(ctx, revoked, objstore.PutOptions{IfVersion: attrs.Version}); err != nil {
 				// Renewed meanwhile (it is alive) or revoked by another
-				// broker: watch again from the new version.
-				delete(watchers, id)
+				// broker: watch again from what the next read finds.
+				b.forgetLease(id)
 				continue
 			}
 		}
 		b.moveOrphans(ctx, id, parts, targets)
-		delete(watchers, id)
+		b.forgetLease(id)
 	}
+}
+
+func (b *Broker) forgetLease(id int32) {
+	b.leaseWatch.mu.Lock()
+	delete(b.leaseWatch.watchers, id)
+	delete(b.leaseWatch.lastRead, id)
+	b.leaseWatch.mu.Unlock()
 }
 
 func (b *Broker) lowestLive() int32 {

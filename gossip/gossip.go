@@ -62,6 +62,9 @@ type Config struct {
 	OnChange func()
 	// OnHint is called when a peer announces metadata-log entry seq.
 	OnHint func(seq int64)
+	// OnLease is called when a peer announces the version of its lease
+	// object it has just written (after every renewal).
+	OnLease func(broker int32, version string)
 	// OnConflict is called when another process gossips with this
 	// broker's name: two brokers configured with one id.
 	OnConflict func(other Member)
@@ -184,7 +187,16 @@ func (n *Node) Announce(seq int64) {
 		}
 	}
 	msg, _ := json.Marshal(hint{Seq: seq})
-	n.queue.QueueBroadcast(hintBroadcast(msg))
+	n.queue.QueueBroadcast(broadcast{name: "metadata-seq", msg: msg})
+}
+
+// AnnounceLease tells the other brokers the version of this broker's
+// lease object it has just written. A broker watching for this one's
+// failure counts its wait from when the version reached it, so hearing it
+// soon after the write ends the wait soon after the lease really ends.
+func (n *Node) AnnounceLease(version string) {
+	msg, _ := json.Marshal(hint{Broker: n.cfg.Meta.BrokerID, Lease: version})
+	n.queue.QueueBroadcast(broadcast{name: "lease", msg: msg})
 }
 
 // Leave tells the others this broker is going (graceful shutdown), then
@@ -205,13 +217,26 @@ func (n *Node) Shutdown() {
 	})
 }
 
+// hint is a gossip message: a metadata sequence, or a broker's lease
+// version.
 type hint struct {
-	Seq int64 `json:"seq"`
+	Seq    int64  `json:"seq,omitempty"`
+	Broker int32  `json:"broker,omitempty"`
+	Lease  string `json:"lease,omitempty"`
 }
 
 func (n *Node) heard(data []byte) {
 	var h hint
-	if json.Unmarshal(data, &h) != nil || h.Seq <= 0 {
+	if json.Unmarshal(data, &h) != nil {
+		return
+	}
+	if h.Lease != "" {
+		if n.cfg.OnLease != nil && h.Broker != n.cfg.Meta.BrokerID {
+			n.cfg.OnLease(h.Broker, h.Lease)
+		}
+		return
+	}
+	if h.Seq <= 0 {
 		return
 	}
 	for {
@@ -228,14 +253,20 @@ func (n *Node) heard(data []byte) {
 	}
 }
 
-// hintBroadcast is a metadata hint; a newer one replaces an older one in
-// the queue.
-type hintBroadcast []byte
+// broadcast is a gossip message; a newer one of the same name replaces an
+// older one in the queue.
+type broadcast struct {
+	name string
+	msg  []byte
+}
 
-func (h hintBroadcast) Invalidates(memberlist.Broadcast) bool { return true }
-func (h hintBroadcast) Message() []byte                       { return h }
-func (h hintBroadcast) Finished()                             {}
-func (h hintBroadcast) Name() string                          { return "metadata-seq" }
+func (b broadcast) Invalidates(o memberlist.Broadcast) bool {
+	other, ok := o.(broadcast)
+	return ok && other.name == b.name
+}
+func (b broadcast) Message() []byte { return b.msg }
+func (b broadcast) Finished()       {}
+func (b broadcast) Name() string    { return b.name }
 
 type delegate Node
 

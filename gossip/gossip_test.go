@@ -34,6 +34,7 @@ func ids(ms []Member) []int32 {
 func TestMembershipOverMockNetwork(t *testing.T) {
 	var mock memberlist.MockNetwork
 	var hints [4]atomic.Int64
+	var leases [4]atomic.Value // what each node heard of broker 2's lease
 	var changes atomic.Int64
 	var nodes []*Node
 	// MockNetwork is not safe to grow while its transports run.
@@ -44,6 +45,11 @@ func TestMembershipOverMockNetwork(t *testing.T) {
 			Transport: transports[id],
 			Local:     true,
 			OnHint:    func(seq int64) { hints[id].Store(seq) },
+			OnLease: func(broker int32, version string) {
+				if broker == 2 {
+					leases[id].Store(version)
+				}
+			},
 			OnChange:  func() { changes.Add(1) },
 		}
 		if id > 1 {
@@ -76,6 +82,15 @@ func TestMembershipOverMockNetwork(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if hints[3].Load() != 42 {
 		t.Fatalf("an older hint replaced a newer one: %d", hints[3].Load())
+	}
+
+	nodes[1].Announce(43)
+	nodes[1].AnnounceLease("v7") // must not displace the hint in the queue, nor it the lease
+	waitFor(t, "broker 2's lease version to reach brokers 1 and 3", func() bool {
+		return leases[1].Load() == "v7" && leases[3].Load() == "v7" && hints[3].Load() == 43
+	})
+	if leases[2].Load() != nil {
+		t.Fatal("a broker was told of its own lease")
 	}
 
 	if err := nodes[2].Leave(time.Second); err != nil {
