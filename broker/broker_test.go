@@ -43,10 +43,15 @@ func create(t *testing.T, adm *kadm.Client, name string, partitions int32, confi
 	}
 }
 
-// consume reads n records from the start of every partition of topic.
+// consume reads n records from the start of every partition of topic. The
+// client is closed (a group consumer leaves) before it returns.
 func consume(t *testing.T, addr, topic string, n int, opts ...kgo.Opt) []*kgo.Record {
 	t.Helper()
-	cl := client(t, addr, append([]kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
 	var out []*kgo.Record
 	c := ctx(t)
 	for len(out) < n {
