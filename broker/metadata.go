@@ -51,6 +51,9 @@ func (b *Broker) openMetadata() error {
 	defer cancel()
 	l, err := metalog.Open(ctx, b.bucket, b.nodeID)
 	if err != nil {
+		if why := objstore.Refusal(err); why != "" {
+			return fmt.Errorf("the object store %s refused the broker: %s (check tiercel.objstore.url and the store's credentials): %w", b.bucket.Name(), why, err)
+		}
 		return fmt.Errorf("reading the metadata log from the object store %s: %w", b.bucket.Name(), err)
 	}
 	b.meta = &clusterMeta{log: l, kick: make(chan struct{}, 1)}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // Error classes. Test with errors.Is.
@@ -117,4 +118,28 @@ func ReadAll(ctx context.Context, b Bucket, key string) ([]byte, Attrs, error) {
 		return nil, attrs, Errorf(ErrRetriable, "get", b.Name(), key, err)
 	}
 	return data, attrs, nil
+}
+
+// Refusal names why a store refused a request, from the providers' error
+// codes: "wrong credentials", "the bucket does not exist", "no
+// permission", or "" if the error says none of these.
+func Refusal(err error) string {
+	msg := err.Error()
+	has := func(codes ...string) bool {
+		for _, c := range codes {
+			if strings.Contains(msg, c) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case has("InvalidAccessKeyId", "SignatureDoesNotMatch", "AuthenticationFailed", "InvalidAuthenticationInfo", "XAdminUserNotFound", "StatusCode: 401", "Error 401"):
+		return "wrong credentials"
+	case has("NoSuchBucket", "ContainerNotFound", "bucket doesn't exist", "ErrBucketNotExist"):
+		return "the bucket does not exist"
+	case has("AccessDenied", "AuthorizationFailure", "AuthorizationPermissionMismatch", "StatusCode: 403", "Error 403"):
+		return "no permission"
+	}
+	return ""
 }

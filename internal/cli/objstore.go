@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -15,24 +14,10 @@ import (
 
 func init() { register(newObjstoreCmd) }
 
-// refusal names why a store refused, from the providers' error codes.
+// refusal names why a store refused (objstore.Refusal), or "refused".
 func refusal(err error) string {
-	msg := err.Error()
-	has := func(codes ...string) bool {
-		for _, c := range codes {
-			if strings.Contains(msg, c) {
-				return true
-			}
-		}
-		return false
-	}
-	switch {
-	case has("InvalidAccessKeyId", "SignatureDoesNotMatch", "AuthenticationFailed", "InvalidAuthenticationInfo", "StatusCode: 401", "Error 401"):
-		return "wrong credentials"
-	case has("NoSuchBucket", "ContainerNotFound", "bucket doesn't exist", "ErrBucketNotExist"):
-		return "the bucket does not exist"
-	case has("AccessDenied", "AuthorizationFailure", "AuthorizationPermissionMismatch", "StatusCode: 403", "Error 403"):
-		return "no permission"
+	if r := objstore.Refusal(err); r != "" {
+		return r
 	}
 	return "refused"
 }

@@ -7,8 +7,10 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tiercel/tiercel/internal/brokertest"
+	"github.com/tiercel/tiercel/internal/testservers"
 	"github.com/tiercel/tiercel/objstore/mem"
 )
 
@@ -97,5 +99,42 @@ func TestClusterCLI(t *testing.T) {
 		if err == nil || !strings.Contains(out, c.want) {
 			t.Errorf("tiercel %v: %v, want an error saying %q\n%s", c.args, err, c.want, out)
 		}
+	}
+}
+
+// TestServeBadObjectStore: a broker pointed at a bucket that does not
+// exist, or with credentials the store does not know, fails at start with
+// a message that says which, and a non-zero exit; with MinIO too.
+func TestServeBadObjectStore(t *testing.T) {
+	bin := brokertest.Binary(t)
+	for _, s := range []struct {
+		name string
+		srv  testservers.S3
+	}{{"versitygw", testservers.StartVersityGW(t)}, {"minio", testservers.StartMinIO(t)}} {
+		t.Run(s.name, func(t *testing.T) {
+			for _, c := range []struct {
+				bucket, key, want string
+			}{
+				{"no-such-bucket", s.srv.AccessKey, "the bucket does not exist"},
+				{"no-such-bucket", "not-a-key", "wrong credentials"},
+			} {
+				cmd := exec.Command(bin, "serve", "--data-dir", t.TempDir(), "--kafka-addr", "127.0.0.1:0", "--http-addr", "",
+					"--objstore", "s3://"+c.bucket+"?endpoint="+s.srv.Endpoint)
+				cmd.Env = append(cmd.Environ(), "AWS_ACCESS_KEY_ID="+c.key, "AWS_SECRET_ACCESS_KEY="+s.srv.SecretKey, "AWS_REGION=us-east-1")
+				done := make(chan struct{})
+				var out []byte
+				var err error
+				go func() { out, err = cmd.CombinedOutput(); close(done) }()
+				select {
+				case <-done:
+				case <-time.After(90 * time.Second):
+					_ = cmd.Process.Kill()
+					t.Fatalf("serve with %s did not give up within 90s", c.want)
+				}
+				if err == nil || !strings.Contains(string(out), c.want) {
+					t.Errorf("serve on bucket %s with key %s: %v, want an error saying %q\n%s", c.bucket, c.key, err, c.want, out)
+				}
+			}
+		})
 	}
 }
