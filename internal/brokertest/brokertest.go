@@ -5,9 +5,9 @@ package brokertest
 
 import (
 	"bytes"
-	"log/slog"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
