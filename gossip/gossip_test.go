@@ -50,7 +50,7 @@ func TestMembershipOverMockNetwork(t *testing.T) {
 					leases[id].Store(version)
 				}
 			},
-			OnChange:  func() { changes.Add(1) },
+			OnChange: func() { changes.Add(1) },
 		}
 		if id > 1 {
 			cfg.Seeds = []string{nodes[0].Addr()}
