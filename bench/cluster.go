@@ -56,11 +56,6 @@ type clusterBroker struct {
 func RunCluster(ctx context.Context, binary, versitygw, dir string, idleParts int, logf func(string, ...any)) (ClusterReport, error) {
 	const ttlMs = 12000 // the default tiercel.lease.ttl.ms
 	rep := ClusterReport{LeaseTTLMs: ttlMs, IdlePartitions: idleParts}
-	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "tiercel", "AWS_SECRET_ACCESS_KEY": "tiercel-secret", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"} {
-		if os.Getenv(k) == "" {
-			os.Setenv(k, v)
-		}
-	}
 	endpoint, stop, err := startVersityGW(ctx, versitygw, dir)
 	if err != nil {
 		return rep, err

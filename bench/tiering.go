@@ -53,8 +53,15 @@ func (t TieringReport) Summary() string {
 	return b.String()
 }
 
-// startVersityGW runs versitygw's posix backend under dir.
+// startVersityGW runs versitygw's posix backend under dir, with the
+// credentials the brokers and this process use set in the environment
+// unless already there.
 func startVersityGW(ctx context.Context, bin, dir string) (endpoint string, stop func(), err error) {
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "tiercel", "AWS_SECRET_ACCESS_KEY": "tiercel-secret", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"} {
+		if os.Getenv(k) == "" {
+			os.Setenv(k, v)
+		}
+	}
 	addr := freeAddr()
 	root := filepath.Join(dir, "versitygw")
 	if err := os.MkdirAll(root, 0o755); err != nil {
@@ -124,11 +131,6 @@ func RunTiering(ctx context.Context, binary, versitygw, dir string, logf func(st
 		idleParts    = 1000
 	)
 	rep := TieringReport{SegmentBytes: segmentBytes, CatchUpParts: catchParts, IdlePartitions: idleParts}
-	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "tiercel", "AWS_SECRET_ACCESS_KEY": "tiercel-secret", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"} {
-		if os.Getenv(k) == "" {
-			os.Setenv(k, v)
-		}
-	}
 	endpoint, stop, err := startVersityGW(ctx, versitygw, dir)
 	if err != nil {
 		return rep, err

@@ -153,29 +153,43 @@ func (k *leaseKeeper) put(ctx context.Context, rec leaseRecord, opts objstore.Pu
 func (b *Broker) renewLease(stop <-chan struct{}) {
 	k := b.lease
 	every := k.cfg.TTL / 3
-	t := time.NewTimer(every)
+	repeat(stop, nil, every, func() (time.Duration, bool) {
+		err := k.renew()
+		switch {
+		case errors.Is(err, errLeaseLost):
+			b.logger.Error("this broker's lease was taken by another process: it no longer leads any partition; restart it", "lease", leaseKey(b.nodeID))
+			k.lostOnce.Do(func() { close(k.lost) })
+			return 0, false
+		case err != nil:
+			b.logger.Warn("renewing the broker lease; produces are refused once it lapses", "err", err, "valid", k.valid())
+			return min(every, time.Second), true // try again soon
+		}
+		if b.gossip != nil {
+			b.gossip.AnnounceLease(k.currentVersion())
+		}
+		return every, true
+	})
+}
+
+// repeat calls step after wait, then after whatever wait step returns,
+// and at once whenever kick (if not nil) fires, until step says stop or
+// stop closes: the shape of the broker's background loops.
+func repeat(stop <-chan struct{}, kick <-chan struct{}, wait time.Duration, step func() (next time.Duration, more bool)) {
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
+		case <-kick:
+			t.Stop() // go1.23+ timers: no stale tick to drain before Reset
 		}
-		err := k.renew()
-		switch {
-		case errors.Is(err, errLeaseLost):
-			b.logger.Error("this broker's lease was taken by another process: it no longer leads any partition; restart it", "lease", leaseKey(b.nodeID))
-			k.lostOnce.Do(func() { close(k.lost) })
+		next, more := step()
+		if !more {
 			return
-		case err != nil:
-			b.logger.Warn("renewing the broker lease; produces are refused once it lapses", "err", err, "valid", k.valid())
-			t.Reset(min(every, time.Second)) // try again soon
-			continue
 		}
-		if b.gossip != nil {
-			b.gossip.AnnounceLease(k.currentVersion())
-		}
-		t.Reset(every)
+		t.Reset(next)
 	}
 }
 

@@ -148,19 +148,12 @@ func (b *Broker) appendMeta(ctx context.Context, ops ...metalog.Op) ([]bool, err
 // tiercel.metadata.poll.ms or when kicked.
 func (b *Broker) pollMetadata(stop <-chan struct{}) {
 	every := time.Duration(b.cfg.Int64("tiercel.metadata.poll.ms")) * time.Millisecond
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		case <-b.meta.kick:
-		}
+	repeat(stop, b.meta.kick, every, func() (time.Duration, bool) {
 		if err := b.catchUpMeta(); err != nil {
 			b.logger.Warn("catching up with the metadata log", "err", err)
 		}
-	}
+		return every, true
+	})
 }
 
 // catchUpMeta applies the entries appended since the last one applied.

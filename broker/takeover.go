@@ -43,29 +43,30 @@ func (b *Broker) heardLease(broker int32, version string) {
 	w := &b.leaseWatch
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.watcher(broker, b.lease.cfg).Observe(version, false, b.lease.now())
+}
+
+// watcher returns the Watcher of a broker's lease, made on first use; the
+// caller holds w.mu.
+func (w *leaseWatch) watcher(broker int32, cfg lease.Config) *lease.Watcher {
 	if w.watchers == nil {
 		w.watchers, w.lastRead = map[int32]*lease.Watcher{}, map[int32]time.Duration{}
 	}
 	lw := w.watchers[broker]
 	if lw == nil {
-		lw = lease.NewWatcher(b.lease.cfg)
+		lw = lease.NewWatcher(cfg)
 		w.watchers[broker] = lw
 	}
-	lw.Observe(version, false, b.lease.now())
+	return lw
 }
 
 // watchLeases runs the takeover checks every second until stop.
 func (b *Broker) watchLeases(stop <-chan struct{}) {
-	t := time.NewTicker(min(time.Second, b.lease.cfg.TTL/3))
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
+	every := min(time.Second, b.lease.cfg.TTL/3)
+	repeat(stop, nil, every, func() (time.Duration, bool) {
 		b.takeOverOrphans()
-	}
+		return every, true
+	})
 }
 
 // orphans lists, by broker, the partitions of tiered topics whose leader
@@ -110,14 +111,7 @@ func (b *Broker) takeOverOrphans() {
 	lw := &b.leaseWatch
 	for id, parts := range orphans {
 		lw.mu.Lock()
-		if lw.watchers == nil {
-			lw.watchers, lw.lastRead = map[int32]*lease.Watcher{}, map[int32]time.Duration{}
-		}
-		w := lw.watchers[id]
-		if w == nil {
-			w = lease.NewWatcher(b.lease.cfg)
-			lw.watchers[id] = w
-		}
+		w := lw.watcher(id, b.lease.cfg)
 		now := b.lease.now()
 		read, heard := lw.lastRead[id], w.Version() != ""
 		expired := w.Expired(now)

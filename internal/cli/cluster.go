@@ -48,6 +48,20 @@ type brokerView struct {
 	Rack string `json:"rack,omitempty"`
 }
 
+// brokerViews lists a metadata answer's brokers by id.
+func brokerViews(md *kmsg.MetadataResponse) []brokerView {
+	var out []brokerView
+	for _, b := range md.Brokers {
+		v := brokerView{ID: b.NodeID, Addr: fmt.Sprintf("%s:%d", b.Host, b.Port)}
+		if b.Rack != nil {
+			v.Rack = *b.Rack
+		}
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
 func clusterBrokersCmd(g *Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "brokers",
@@ -59,15 +73,7 @@ func clusterBrokersCmd(g *Globals) *cobra.Command {
 				if err != nil {
 					return g.explain("cluster brokers", err)
 				}
-				var out []brokerView
-				for _, b := range md.Brokers {
-					v := brokerView{ID: b.NodeID, Addr: fmt.Sprintf("%s:%d", b.Host, b.Port)}
-					if b.Rack != nil {
-						v.Rack = *b.Rack
-					}
-					out = append(out, v)
-				}
-				sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+				out := brokerViews(md)
 				if g.Output == "json" {
 					return printJSON(cmd.OutOrStdout(), out)
 				}
@@ -111,15 +117,10 @@ func clusterStatusCmd(g *Globals) *cobra.Command {
 				if md.ClusterID != nil {
 					st.ClusterID = *md.ClusterID
 				}
-				for _, b := range md.Brokers {
-					v := brokerView{ID: b.NodeID, Addr: fmt.Sprintf("%s:%d", b.Host, b.Port)}
-					if b.Rack != nil {
-						v.Rack = *b.Rack
-					}
-					st.Brokers = append(st.Brokers, v)
-					st.Leading[b.NodeID] = 0
+				st.Brokers = brokerViews(md)
+				for _, b := range st.Brokers {
+					st.Leading[b.ID] = 0
 				}
-				sort.Slice(st.Brokers, func(i, j int) bool { return st.Brokers[i].ID < st.Brokers[j].ID })
 				for _, t := range md.Topics {
 					for _, p := range t.Partitions {
 						if p.Leader < 0 {

@@ -38,9 +38,9 @@ func gossipAddr(t *testing.T) string {
 	}
 }
 
-// s3Cluster starts n broker processes that gossip with each other and share
-// one bucket of srv.
-func s3Cluster(t *testing.T, srv testservers.S3, bucket string, n int, sets ...string) []*brokertest.Process {
+// s3Bucket creates bucket on srv and returns it with the URL a broker
+// process opens it by (its credentials set in the environment).
+func s3Bucket(t *testing.T, srv testservers.S3, bucket string) (*s3store.Bucket, string) {
 	t.Helper()
 	b, err := s3store.New(context.Background(), s3store.Config{Bucket: bucket, Endpoint: srv.Endpoint, PathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
 	if err != nil {
@@ -52,6 +52,14 @@ func s3Cluster(t *testing.T, srv testservers.S3, bucket string, n int, sets ...s
 	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
 	t.Setenv("AWS_REGION", "us-east-1")
+	return b, "s3://" + bucket + "?endpoint=" + srv.Endpoint
+}
+
+// s3Cluster starts n broker processes that gossip with each other and share
+// one bucket of srv, which it returns too.
+func s3Cluster(t *testing.T, srv testservers.S3, bucket string, n int, sets ...string) ([]*brokertest.Process, *s3store.Bucket) {
+	t.Helper()
+	b, url := s3Bucket(t, srv, bucket)
 	gossip := make([]string, n)
 	for i := range gossip {
 		gossip[i] = gossipAddr(t)
@@ -60,7 +68,7 @@ func s3Cluster(t *testing.T, srv testservers.S3, bucket string, n int, sets ...s
 	for i := range n {
 		s := append([]string{
 			fmt.Sprintf("node.id=%d", i+1),
-			"tiercel.objstore.url=s3://" + bucket + "?endpoint=" + srv.Endpoint,
+			"tiercel.objstore.url=" + url,
 			"tiercel.gossip.listener=" + gossip[i],
 			"tiercel.gossip.local=true",
 			"tiercel.metadata.poll.ms=200",
@@ -78,7 +86,7 @@ func s3Cluster(t *testing.T, srv testservers.S3, bucket string, n int, sets ...s
 	for _, p := range procs {
 		waitBrokers(t, p.Addr(), n)
 	}
-	return procs
+	return procs, b
 }
 
 func joinComma(ss []string) string {
@@ -147,7 +155,7 @@ func TestClusterRollingRestart(t *testing.T) {
 	for _, s := range servers {
 		t.Run(s.name, func(t *testing.T) {
 			const partitions = 6
-			procs := s3Cluster(t, s.srv, "rolling", 3, fastTiering...)
+			procs, _ := s3Cluster(t, s.srv, "rolling", 3, fastTiering...)
 			// Admin through a broker other than the first.
 			adm, admCl := newAdmin(t, procs[1].Addr())
 			if _, err := adm.CreateTopic(context.Background(), partitions, 1, tinySegments, "rolling"); err != nil {
@@ -196,7 +204,7 @@ func TestClusterFrozenLeader(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			const partitions = 6
 			sets := append([]string{"unclean.leader.election.enable=true", "tiercel.lease.ttl.ms=2000", "tiercel.lease.margin.ms=500"}, fastTiering...)
-			procs := s3Cluster(t, s.srv, "frozen", 3, sets...)
+			procs, b := s3Cluster(t, s.srv, "frozen", 3, sets...)
 			adm, admCl := newAdmin(t, procs[2].Addr())
 			defer admCl.Close()
 			if _, err := adm.CreateTopic(context.Background(), partitions, 1, tinySegments, "frozen"); err != nil {
@@ -254,10 +262,6 @@ func TestClusterFrozenLeader(t *testing.T) {
 				t.Fatal(err)
 			}
 			id := md.Topics["frozen"].ID
-			b, err := s3store.New(context.Background(), s3store.Config{Bucket: "frozen", Endpoint: s.srv.Endpoint, PathStyle: true, AccessKey: s.srv.AccessKey, SecretKey: s.srv.SecretKey})
-			if err != nil {
-				t.Fatal(err)
-			}
 			for p := range led {
 				m, _, err := tiering.ManifestStore{Bucket: b}.Load(context.Background(), base64.RawURLEncoding.EncodeToString(id[:]), p)
 				if err != nil {

@@ -17,7 +17,6 @@ import (
 	"github.com/tiercel/tiercel/objstore"
 	"github.com/tiercel/tiercel/objstore/faulty"
 	"github.com/tiercel/tiercel/objstore/fs"
-	s3store "github.com/tiercel/tiercel/objstore/s3"
 	"github.com/tiercel/tiercel/tiering"
 )
 
@@ -111,17 +110,7 @@ func TestTieringKill9(t *testing.T) {
 	rng := rand.New(rand.NewSource(seed))
 	t.Logf("seed %d", seed)
 	srv := testservers.StartVersityGW(t)
-	b, err := s3store.New(context.Background(), s3store.Config{Bucket: "crash", Endpoint: srv.Endpoint, PathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.CreateBucket(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
-	t.Setenv("AWS_REGION", "us-east-1")
-	url := "s3://crash?endpoint=" + srv.Endpoint
+	b, url := s3Bucket(t, srv, "crash")
 	sets := append([]string{"tiercel.objstore.url=" + url}, fastTiering...)
 	proc := brokertest.StartProcess(t, t.TempDir(), sets...)
 	adm, admCl := newAdmin(t, proc.Addr())
