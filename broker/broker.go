@@ -83,6 +83,8 @@ type Broker struct {
 	movingOut   atomic.Bool  // shutting down with a handoff: produces get NOT_LEADER_OR_FOLLOWER
 	moving      sync.Map     // partitionKey -> true: being handed over, produces refused
 	moverKick   chan struct{}
+	joined      chan struct{} // gossip saw a membership change: balance leaders
+	justJoined  atomic.Bool
 
 	ln       net.Listener
 	addr     string
@@ -119,7 +121,7 @@ func New(opts Options) (*Broker, error) {
 		cfg: cfg, fs: opts.FS, logger: opts.Logger, metrics: opts.Metrics,
 		dir: cfg.Get("log.dirs"), nodeID: int32(cfg.Int64("node.id")),
 		topics: map[string]*topic{}, byID: map[[16]byte]*topic{}, conns: map[net.Conn]struct{}{},
-		waiters: newWaiters(), stop: make(chan struct{}), incarnation: newUUIDString(), moverKick: make(chan struct{}, 1),
+		waiters: newWaiters(), stop: make(chan struct{}), incarnation: newUUIDString(), moverKick: make(chan struct{}, 1), joined: make(chan struct{}, 1),
 	}
 	b.sessions = newFetchSessions(int(cfg.Int64("max.incremental.fetch.session.cache.slots")), time.Duration(cfg.Int64("min.incremental.fetch.session.eviction.ms"))*time.Millisecond)
 	if err := b.fs.MkdirAll(b.dir, 0o755); err != nil {
@@ -209,8 +211,9 @@ func (b *Broker) Start() error {
 		return err
 	}
 	b.ready.Store(true)
-	b.bg.Add(4)
+	b.bg.Add(5)
 	go func() { defer b.bg.Done(); b.moveRequested(b.stop) }()
+	go func() { defer b.bg.Done(); b.balanceLeaders(b.stop) }()
 	go func() { defer b.bg.Done(); b.pollMetadata(b.stop) }()
 	go func() { defer b.bg.Done(); b.renewLease(b.stop) }()
 	go func() { defer b.bg.Done(); b.watchLeases(b.stop) }()

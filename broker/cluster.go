@@ -100,7 +100,7 @@ func (b *Broker) startGossip() error {
 		Local:         b.cfg.Bool("tiercel.gossip.local"),
 		Logger:        b.logger,
 		OnHint:        func(int64) { b.kickMetadata() },
-		OnChange:      b.kickMover, // a move's target may have come up
+		OnChange:      b.noteMembershipChange, // a move's target may have come up; balance
 		OnLease:       b.heardLease,
 		OnConflict: func(other gossip.Member) {
 			b.logger.Error("another broker gossips with this broker's node.id: two brokers must never share an id", "node_id", b.nodeID, "other_kafka_addr", other.KafkaAddr)

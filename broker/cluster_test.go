@@ -323,3 +323,39 @@ func TestReassignAndElect(t *testing.T) {
 		t.Fatalf("consumed %d of 200 records after moving back", len(got))
 	}
 }
+
+// TestPreferredLeadersReturn: a broker stopped cleanly hands its
+// partitions over; when it comes back, auto.leader.rebalance.enable moves
+// them back to it (their preferred leader) with the records intact.
+func TestPreferredLeadersReturn(t *testing.T) {
+	brokers := startCluster(t, 3, "tiercel.leader.rebalance.join.delay.ms=200")
+	create(t, admin(t, brokers[0].Addr()), "home", 6, nil)
+	leaders := func() map[int32]int32 {
+		out := map[int32]int32{}
+		for _, tp := range metadataOf(t, brokers[0].Addr()).Topics {
+			if *tp.Topic == "home" {
+				for _, p := range tp.Partitions {
+					out[p.Partition] = p.Leader
+				}
+			}
+		}
+		return out
+	}
+	brokertest.WaitFor(t, "the topic on broker 1", func() bool { return len(leaders()) == 6 })
+	placed := leaders()
+	produceN(t, brokers[0].Addr(), "home", 300)
+	brokers[2].Restart()
+	brokertest.WaitFor(t, "broker 3's partitions back on broker 3", func() bool {
+		now := leaders()
+		for p, l := range placed {
+			if now[p] != l {
+				return false
+			}
+		}
+		return true
+	})
+	produceN(t, brokers[1].Addr(), "home", 300)
+	if got := consume(t, brokers[1].Addr(), "home", 600); len(got) != 600 {
+		t.Fatalf("consumed %d of 600", len(got))
+	}
+}
