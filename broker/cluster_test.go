@@ -328,7 +328,7 @@ func TestReassignAndElect(t *testing.T) {
 // partitions over; when it comes back, auto.leader.rebalance.enable moves
 // them back to it (their preferred leader) with the records intact.
 func TestPreferredLeadersReturn(t *testing.T) {
-	brokers := startCluster(t, 3, "tiercel.leader.rebalance.join.delay.ms=200")
+	brokers := startCluster(t, 3, "auto.leader.rebalance.enable=true", "tiercel.leader.rebalance.join.delay.ms=200")
 	create(t, admin(t, brokers[0].Addr()), "home", 6, nil)
 	leaders := func() map[int32]int32 {
 		out := map[int32]int32{}
