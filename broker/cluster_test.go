@@ -285,6 +285,11 @@ func TestReassignAndElect(t *testing.T) {
 			t.Fatalf("reassign %s-0 to %v: %v (%s), want %v", c.topic, c.replicas, kerr.ErrorForCode(code), msg, kerr.ErrorForCode(c.want))
 		}
 	}
+	ends, err := admin(t, brokers[0].Addr()).ListEndOffsets(ctx(t), "re")
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch0End, _ := ends.Lookup("re", 0)
 	if code, msg := alter("re", 0, []int32{to}); code != 0 {
 		t.Fatalf("reassign re-0 from %d to %d: %v %s", from, to, kerr.ErrorForCode(code), msg)
 	}
@@ -292,6 +297,19 @@ func TestReassignAndElect(t *testing.T) {
 		l, e := leaderOf(0)
 		return l == to && e == 1
 	})
+	// The new leader's log starts where the bucket's ends, and still knows
+	// where epoch 0 ended (a consumer validating its position after the
+	// move must not be sent back to offset 0).
+	oe := kmsg.NewPtrOffsetForLeaderEpochRequest()
+	oe.ReplicaID = -1
+	oe.Topics = []kmsg.OffsetForLeaderEpochRequestTopic{{Topic: "re", Partitions: []kmsg.OffsetForLeaderEpochRequestTopicPartition{{Partition: 0, CurrentLeaderEpoch: -1, LeaderEpoch: 0}}}}
+	raw, err := cl.Broker(int(to)).Request(ctx(t), oe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := raw.(*kmsg.OffsetForLeaderEpochResponse).Topics[0].Partitions[0]; p.ErrorCode != 0 || p.LeaderEpoch != 0 || p.EndOffset != epoch0End.Offset {
+		t.Fatalf("OffsetForLeaderEpoch(0) on the new leader: error %d, epoch %d ending at %d; want epoch 0 ending at %d", p.ErrorCode, p.LeaderEpoch, p.EndOffset, epoch0End.Offset)
+	}
 	// Every broker applies the move within a poll; then none lists it.
 	brokertest.WaitFor(t, "no reassignment listed", func() bool {
 		list, err := kmsg.NewPtrListPartitionReassignmentsRequest().RequestWith(ctx(t), cl)

@@ -178,6 +178,23 @@ func (l *Log) EndOffsetForEpoch(epoch int32) (foundEpoch int32, endOffset int64)
 	return l.epochs.endOffsetFor(epoch, l.end)
 }
 
+// EpochStart says that leader epoch Epoch began at offset Start.
+type EpochStart struct {
+	Epoch int32
+	Start int64
+}
+
+// Epochs is the log's leader-epoch history, oldest first.
+func (l *Log) Epochs() []EpochStart {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]EpochStart, len(l.epochs.entries))
+	for i, e := range l.epochs.entries {
+		out[i] = EpochStart{Epoch: e.epoch, Start: e.startOffset}
+	}
+	return out
+}
+
 // LatestEpoch is the newest leader epoch in the log, or -1.
 func (l *Log) LatestEpoch() int32 {
 	l.mu.Lock()

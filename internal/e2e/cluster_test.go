@@ -155,7 +155,7 @@ func TestClusterRollingRestart(t *testing.T) {
 	for _, s := range servers {
 		t.Run(s.name, func(t *testing.T) {
 			const partitions = 6
-			procs, _ := s3Cluster(t, s.srv, "rolling", 3, fastTiering...)
+			procs, _ := s3Cluster(t, s.srv, "rolling", 3, append([]string{"auto.leader.rebalance.enable=true", "tiercel.leader.rebalance.join.delay.ms=500"}, fastTiering...)...)
 			// Admin through a broker other than the first.
 			adm, admCl := newAdmin(t, procs[1].Addr())
 			if _, err := adm.CreateTopic(context.Background(), partitions, 1, tinySegments, "rolling"); err != nil {
