@@ -20,8 +20,10 @@ func epochError(current, epoch int32) int16 {
 
 func (b *Broker) handleMetadata(req *kmsg.MetadataRequest) kmsg.Response {
 	resp := kmsg.NewPtrMetadataResponse()
+	live := map[int32]bool{} // once per request, not per topic: gossip's member list is parsed each time
 	for _, lb := range b.liveBrokers() {
 		resp.Brokers = append(resp.Brokers, kmsg.MetadataResponseBroker{NodeID: lb.id, Host: lb.host, Port: lb.port, Rack: lb.rack})
+		live[lb.id] = true
 	}
 	resp.ClusterID = &b.clusterID
 	resp.ControllerID = b.nodeID
@@ -58,12 +60,12 @@ func (b *Broker) handleMetadata(req *kmsg.MetadataRequest) kmsg.Response {
 		names = append(names, name)
 	}
 	for _, name := range names {
-		resp.Topics = append(resp.Topics, b.metadataTopic(name, req.IncludeTopicAuthorizedOperations))
+		resp.Topics = append(resp.Topics, b.metadataTopic(name, req.IncludeTopicAuthorizedOperations, live))
 	}
 	return resp
 }
 
-func (b *Broker) metadataTopic(name string, withOps bool) kmsg.MetadataResponseTopic {
+func (b *Broker) metadataTopic(name string, withOps bool, live map[int32]bool) kmsg.MetadataResponseTopic {
 	mt := kmsg.NewMetadataResponseTopic()
 	mt.Topic = kmsg.StringPtr(name)
 	t := b.getTopic(name)
@@ -76,7 +78,6 @@ func (b *Broker) metadataTopic(name string, withOps bool) kmsg.MetadataResponseT
 	if withOps {
 		mt.AuthorizedOperations = allTopicOperations
 	}
-	live := b.liveBrokerIDs()
 	for p := int32(0); p < t.meta.Partitions; p++ {
 		mp := kmsg.NewMetadataResponseTopicPartition()
 		leader := t.meta.Leaders[p]

@@ -1,11 +1,9 @@
 package broker
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sort"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -41,11 +39,7 @@ func (b *Broker) recordMoves(moves []*pendingMove) {
 	if len(ops) == 0 {
 		return
 	}
-	b.meta.mu.Lock()
-	defer b.meta.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	done, err := b.appendMeta(ctx, ops...)
+	done, err := b.commitMeta(ops...)
 	for j, i := range idx {
 		switch {
 		case errors.Is(err, metalog.ErrStale):

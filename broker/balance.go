@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"context"
 	"time"
 
 	"github.com/tiercel/tiercel/internal/metalog"
@@ -71,11 +70,7 @@ func (b *Broker) requestPreferredMoves() {
 	if len(ops) == 0 {
 		return
 	}
-	b.meta.mu.Lock()
-	defer b.meta.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := b.appendMeta(ctx, ops...); err != nil {
+	if _, err := b.commitMeta(ops...); err != nil {
 		b.logger.Warn("requesting moves back to preferred leaders; the next check tries again", "err", err)
 		return
 	}

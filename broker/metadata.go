@@ -144,6 +144,17 @@ func (b *Broker) appendMeta(ctx context.Context, ops ...metalog.Op) ([]bool, err
 	return done, b.reconcile(ctx, false)
 }
 
+// commitMeta appends ops under meta.mu with a minute's deadline and
+// reconciles (appendMeta), for a change that needs no check of the state
+// under the same lock.
+func (b *Broker) commitMeta(ops ...metalog.Op) ([]bool, error) {
+	b.meta.mu.Lock()
+	defer b.meta.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return b.appendMeta(ctx, ops...)
+}
+
 // pollMetadata catches up with entries other brokers appended, every
 // tiercel.metadata.poll.ms or when kicked.
 func (b *Broker) pollMetadata(stop <-chan struct{}) {

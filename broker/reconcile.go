@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 
 	"github.com/tiercel/tiercel/broker/storage"
@@ -131,7 +132,7 @@ func (b *Broker) reconcile(ctx context.Context, startup bool) error {
 func (b *Broker) reconcileTopic(name string, mt *metalog.Topic, refs []*partitionRef) error {
 	old := b.topics[name]
 	if old != nil && len(refs) == 0 && old.meta.Partitions == mt.Partitions() &&
-		maps.Equal(old.meta.Configs, mt.Configs) && leadersEqual(old.meta.Leaders, mt.Leaders) && maps.Equal(old.meta.Moves, mt.Moves) {
+		maps.Equal(old.meta.Configs, mt.Configs) && slices.Equal(old.meta.Leaders, mt.Leaders) && maps.Equal(old.meta.Moves, mt.Moves) {
 		return nil
 	}
 	m := newTopicMeta(mt)
@@ -230,18 +231,6 @@ func (b *Broker) dropTopic(t *topic) {
 			b.logger.Warn("deleting a partition log", "topic", t.meta.Name, "partition", p, "err", err)
 		}
 	}
-}
-
-func leadersEqual(a, b []metalog.Leader) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // loadManifests reads the manifests refs need, a few at a time; a

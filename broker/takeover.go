@@ -101,8 +101,13 @@ func (b *Broker) orphans() map[int32][]metalog.SetLeader {
 // never heard starts the wait) and once more to revoke it, so idle
 // clusters pay nothing.
 func (b *Broker) takeOverOrphans() {
+	// Cheap checks first: this runs every second on every broker, and
+	// orphans walks every partition.
+	if !b.cfg.Bool("unclean.leader.election.enable") || b.lowestLive() != b.nodeID {
+		return
+	}
 	orphans := b.orphans()
-	if !b.cfg.Bool("unclean.leader.election.enable") || len(orphans) == 0 || b.lowestLive() != b.nodeID {
+	if len(orphans) == 0 {
 		return
 	}
 	targets := rackAlternating(b.liveBrokers())

@@ -286,11 +286,7 @@ func (b *Broker) collision(name string) string {
 // deleteTopic removes a topic from the metadata, then its logs
 // (reconcile) and its objects in the bucket.
 func (b *Broker) deleteTopic(t *topic) error {
-	b.meta.mu.Lock()
-	defer b.meta.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	done, err := b.appendMeta(ctx, metalog.Op{DeleteTopic: &metalog.DeleteTopic{Name: t.meta.Name, ID: t.meta.ID}})
+	done, err := b.commitMeta(metalog.Op{DeleteTopic: &metalog.DeleteTopic{Name: t.meta.Name, ID: t.meta.ID}})
 	if err != nil {
 		return metaError(err)
 	}
@@ -344,11 +340,7 @@ func (b *Broker) setTopicConfigs(t *topic, configs map[string]string) error {
 	if b.tiered(t.meta) && !b.tieredConfigs(configs) {
 		return fmt.Errorf("%w: remote.storage.enable cannot be turned off for topic %q once it is tiered (delete and recreate the topic)", config.ErrInvalid, t.meta.Name)
 	}
-	b.meta.mu.Lock()
-	defer b.meta.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	done, err := b.appendMeta(ctx, metalog.Op{SetTopicConfigs: &metalog.SetTopicConfigs{Name: t.meta.Name, ID: t.meta.ID, Configs: configs}})
+	done, err := b.commitMeta(metalog.Op{SetTopicConfigs: &metalog.SetTopicConfigs{Name: t.meta.Name, ID: t.meta.ID, Configs: configs}})
 	if err != nil {
 		return metaError(err)
 	}
@@ -363,11 +355,7 @@ func (b *Broker) setBrokerConfigs(values map[string]string) error {
 	if err := config.ValidateDynamic(values); err != nil {
 		return err
 	}
-	b.meta.mu.Lock()
-	defer b.meta.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := b.appendMeta(ctx, metalog.Op{SetBrokerConfigs: &metalog.SetBrokerConfigs{Configs: values}}); err != nil {
+	if _, err := b.commitMeta(metalog.Op{SetBrokerConfigs: &metalog.SetBrokerConfigs{Configs: values}}); err != nil {
 		return metaError(err)
 	}
 	return nil

@@ -240,30 +240,29 @@ func waitLeaders(ctx context.Context, cl *kgo.Client, done func(md *kmsg.Metadat
 	}
 }
 
-func leaderOf(md *kmsg.MetadataResponse, topic string, partition int32) int32 {
+// partitionOf finds a partition in a metadata answer: its leader and
+// leader epoch, or -1, -1.
+func partitionOf(md *kmsg.MetadataResponse, topic string, partition int32) (leader, epoch int32) {
 	for _, t := range md.Topics {
 		if t.Topic != nil && *t.Topic == topic {
 			for _, p := range t.Partitions {
 				if p.Partition == partition {
-					return p.Leader
+					return p.Leader, p.LeaderEpoch
 				}
 			}
 		}
 	}
-	return -1
+	return -1, -1
+}
+
+func leaderOf(md *kmsg.MetadataResponse, topic string, partition int32) int32 {
+	l, _ := partitionOf(md, topic, partition)
+	return l
 }
 
 func epochOf(md *kmsg.MetadataResponse, topic string, partition int32) int32 {
-	for _, t := range md.Topics {
-		if t.Topic != nil && *t.Topic == topic {
-			for _, p := range t.Partitions {
-				if p.Partition == partition {
-					return p.LeaderEpoch
-				}
-			}
-		}
-	}
-	return -1
+	_, e := partitionOf(md, topic, partition)
+	return e
 }
 
 func clusterReassignCmd(g *Globals) *cobra.Command {
