@@ -72,7 +72,7 @@ func (w groupWait) wait(ctx context.Context) (any, int16) {
 		return v, 0
 	case <-ctx.Done():
 		return nil, kerr.RequestTimedOut.Code
-	case <-w.r.c.stop:
+	case <-w.r.quit:
 		return nil, kerr.NotCoordinator.Code
 	}
 }

@@ -3,6 +3,8 @@ package broker
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tiercel/tiercel/internal/metalog"
 )
 
 // epochError checks a request's current leader epoch (-1 = not given)
@@ -86,6 +88,9 @@ func (b *Broker) metadataTopic(name string, withOps bool, live map[int32]bool) k
 		mp.LeaderEpoch = leader.Epoch
 		mp.Replicas = []int32{leader.Broker}
 		mp.ISR = []int32{leader.Broker}
+		if leader.Broker == metalog.Parked {
+			mp.Replicas = []int32{t.meta.Preferred[p]} // where it goes back to
+		}
 		if !live[leader.Broker] {
 			// Its broker is not up: Kafka's answer for an offline leader.
 			mp.ErrorCode, mp.Leader, mp.ISR = kerr.LeaderNotAvailable.Code, -1, []int32{}

@@ -85,6 +85,10 @@ type Broker struct {
 	moverKick   chan struct{}
 	joined      chan struct{} // gossip saw a membership change: balance leaders
 	justJoined  atomic.Bool
+	// parkedOrphansSince is when the lowest live broker first saw parked
+	// partitions whose preferred leader is not live (adoptParked's
+	// goroutine owns it).
+	parkedOrphansSince time.Time
 
 	ln       net.Listener
 	addr     string
@@ -211,6 +215,7 @@ func (b *Broker) Start() error {
 		return err
 	}
 	b.ready.Store(true)
+	b.resumeAtStart()
 	b.bg.Add(5)
 	go func() { defer b.bg.Done(); b.moveRequested(b.stop) }()
 	go func() { defer b.bg.Done(); b.balanceLeaders(b.stop) }()

@@ -28,12 +28,8 @@ type liveBroker struct {
 	rack *string
 }
 
-// liveBrokers lists the brokers that are up, ordered by id.
-func (b *Broker) liveBrokers() []liveBroker { return b.brokersUp(true) }
-
-// brokersUp lists the brokers gossip considers up, with or without those
-// it suspects of having failed.
-func (b *Broker) brokersUp(withSuspects bool) []liveBroker {
+// liveBrokers lists the brokers gossip considers up, ordered by id.
+func (b *Broker) liveBrokers() []liveBroker {
 	host, port := b.advertised()
 	self := liveBroker{id: b.nodeID, host: host, port: port, rack: b.rack()}
 	out := []liveBroker{self}
@@ -41,7 +37,7 @@ func (b *Broker) brokersUp(withSuspects bool) []liveBroker {
 		return out
 	}
 	for _, m := range b.gossip.Members() {
-		if m.BrokerID == b.nodeID || (m.Suspect && !withSuspects) {
+		if m.BrokerID == b.nodeID {
 			continue
 		}
 		h, p, err := net.SplitHostPort(m.KafkaAddr)

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tiercel/tiercel/internal/brokertest"
+	"github.com/tiercel/tiercel/objstore"
 	"github.com/tiercel/tiercel/objstore/mem"
 )
 
@@ -28,7 +29,13 @@ func metadataOf(t *testing.T, addr string) *kmsg.MetadataResponse {
 // gossip through the first one.
 func startCluster(t *testing.T, n int, sets ...string) []*brokertest.Broker {
 	t.Helper()
-	bucket := mem.New("cluster")
+	return startClusterOn(t, mem.New("cluster"), n, sets...)
+}
+
+// startClusterOn starts n brokers (ids 1..n) on new data directories and
+// the given bucket.
+func startClusterOn(t *testing.T, bucket objstore.Bucket, n int, sets ...string) []*brokertest.Broker {
+	t.Helper()
 	var out []*brokertest.Broker
 	for i := 1; i <= n; i++ {
 		s := append([]string{fmt.Sprintf("node.id=%d", i), "tiercel.gossip.listener=127.0.0.1:0", "tiercel.gossip.local=true",

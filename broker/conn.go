@@ -107,14 +107,16 @@ func (c *conn) readLoop() {
 		case rep.later != nil:
 			p.done = make(chan struct{})
 			go func() {
-				p.resp = rep.later()
+				// p.resp is this goroutine's until done is closed.
+				if p.resp = rep.later(); p.resp != nil {
+					p.resp.SetVersion(h.version)
+				}
 				close(p.done)
 			}()
 		default:
-			p.resp = rep.resp
-		}
-		if p.resp != nil {
-			p.resp.SetVersion(h.version)
+			if p.resp = rep.resp; p.resp != nil {
+				p.resp.SetVersion(h.version)
+			}
 		}
 		c.enqueue(h, p, name)
 	}
@@ -129,9 +131,8 @@ func (c *conn) enqueue(h requestHeader, p *pending, name string) {
 		p.done = make(chan struct{})
 		close(p.done)
 	}
-	if p.resp != nil && p.resp.GetVersion() != h.version && h.key != 18 {
-		p.resp.SetVersion(h.version)
-	}
+	// p.resp may still be being made (rep.later): its version is set by
+	// its maker, and again by the writer once done is closed.
 	c.queue <- p
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/tiercel/tiercel/broker/storage"
 	"github.com/tiercel/tiercel/internal/recordbatch"
 	"github.com/tiercel/tiercel/internal/telemetry"
+	"github.com/tiercel/tiercel/tiering"
 )
 
 // offsetsTopic holds group and offset state, in Kafka's record format.
@@ -31,17 +32,15 @@ var (
 // each owned by its own goroutine (shardRunner). The topic is created on
 // first use, as Kafka does.
 type coordinator struct {
-	b    *Broker
-	stop chan struct{}
-	wg   sync.WaitGroup
+	b *Broker
 
-	mu      sync.Mutex // guards runners
+	mu      sync.Mutex // guards runners and closed; taken before meta.mu
 	runners []*shardRunner
 	closed  bool
 }
 
 func newCoordinator(b *Broker) *coordinator {
-	c := &coordinator{b: b, stop: make(chan struct{})}
+	c := &coordinator{b: b}
 	if t := b.getTopic(offsetsTopic); t != nil {
 		c.startLocked(t)
 	}
@@ -81,29 +80,76 @@ func (c *coordinator) shards() ([]*shardRunner, error) {
 }
 
 func (c *coordinator) startLocked(t *topic) {
-	cfg := c.b.groupConfig()
 	// One slot per partition of the topic; only the partitions this broker
 	// leads get a runner, the others' groups are coordinated elsewhere.
 	c.runners = make([]*shardRunner, len(t.logs))
 	for p, l := range t.logs {
-		if l == nil {
-			continue
+		if l != nil {
+			c.runners[p] = c.startRunner(t, int32(p), l)
 		}
-		r := &shardRunner{
-			c: c, partition: int32(p), log: l, epoch: t.meta.Leaders[p].Epoch, shard: group.NewShard(cfg),
-			in: make(chan func(time.Time), 256), waits: map[group.ReplyTo]chan any{},
-			persisted: make(chan func(), 256), compactMin: c.b.cfg.Int64("tiercel.offsets.compact.bytes"),
+	}
+}
+
+// startRunner starts the runner of partition p, led here with log l.
+func (c *coordinator) startRunner(t *topic, p int32, l *storage.Log) *shardRunner {
+	r := &shardRunner{
+		c: c, partition: p, log: l, topicID: t.meta.ID, epoch: t.meta.Leaders[p].Epoch, shard: group.NewShard(c.b.groupConfig()),
+		in: make(chan func(time.Time), 256), waits: map[group.ReplyTo]chan any{}, quit: make(chan struct{}),
+		persisted: make(chan func(), 256), compactMin: c.b.cfg.Int64("tiercel.offsets.compact.bytes"),
+	}
+	r.syncCond = sync.NewCond(&r.syncMu)
+	if c.b.logStart(t, p, l) == l.EndOffset() {
+		// Nothing to replay (a new topic): serve at once.
+		r.shard.Loaded(time.Now())
+		r.loaded.Store(true)
+	}
+	r.wg.Add(2)
+	go r.run()
+	go r.syncLoop()
+	return r
+}
+
+// refresh matches the runners to the offsets partitions led here after
+// leadership changed: a partition that moved away stops its runner (its
+// groups get NOT_COORDINATOR and find the new leader), one that was
+// adopted starts a runner that replays it. A partition being handed over
+// is left alone: its runner was stopped for the handoff. Reconcile calls
+// it on its own goroutine (it holds meta.mu, which comes after c.mu).
+func (c *coordinator) refresh() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.runners == nil {
+		return // not started here yet: shards starts it from the topic
+	}
+	t := c.b.getTopic(offsetsTopic)
+	if t == nil {
+		return
+	}
+	for i, r := range c.runners {
+		p := int32(i)
+		var l *storage.Log
+		if i < len(t.logs) {
+			l = t.logs[i]
 		}
-		r.syncCond = sync.NewCond(&r.syncMu)
-		if l.EndOffset() == l.StartOffset() {
-			// Nothing to replay (a new topic): serve at once.
-			r.shard.Loaded(time.Now())
-			r.loaded.Store(true)
+		if r != nil && (r.log != l || r.epoch != t.meta.Leaders[p].Epoch) {
+			r.halt()
+			c.runners[i] = nil
 		}
-		c.runners[p] = r
-		c.wg.Add(2)
-		go r.run()
-		go r.syncLoop()
+		if l != nil && c.runners[i] == nil && !c.b.isMoving(offsetsTopic, p) {
+			c.runners[i] = c.startRunner(t, p, l)
+		}
+	}
+}
+
+// release stops partition p's runner before its handoff: its writes are
+// in the log, and its groups get NOT_COORDINATOR until the new leader has
+// replayed the partition.
+func (c *coordinator) release(p int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if int(p) < len(c.runners) && c.runners[p] != nil {
+		c.runners[p].halt()
+		c.runners[p] = nil
 	}
 }
 
@@ -149,25 +195,28 @@ func partitionFor(id string, n int) int {
 	return int(h&0x7fffffff) % n
 }
 
-// close stops every runner; waiting requests get errCoordinatorClosed.
+// close stops every runner; waiting requests get NOT_COORDINATOR.
 func (c *coordinator) close() {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed {
-		c.mu.Unlock()
 		return
 	}
 	c.closed = true
-	c.mu.Unlock()
-	close(c.stop)
 	for _, r := range c.runners {
-		if r == nil {
-			continue
+		if r != nil {
+			r.halt()
 		}
-		r.syncMu.Lock()
-		r.syncCond.Broadcast()
-		r.syncMu.Unlock()
 	}
-	c.wg.Wait()
+}
+
+// halt stops the runner's goroutines and waits for them.
+func (r *shardRunner) halt() {
+	r.quitOnce.Do(func() { close(r.quit) })
+	r.syncMu.Lock()
+	r.syncCond.Broadcast()
+	r.syncMu.Unlock()
+	r.wg.Wait()
 }
 
 // groupConfig maps broker configs onto the coordinator's.
@@ -219,7 +268,11 @@ func (t brokerTopics) TopicName(id [16]byte) (string, bool) {
 type shardRunner struct {
 	c         *coordinator
 	partition int32
+	topicID   string
 	log       *storage.Log
+	quit      chan struct{} // closed by halt
+	quitOnce  sync.Once
+	wg        sync.WaitGroup
 	epoch     int32 // the leader epoch its writes carry
 	shard     *group.Shard
 	in        chan func(time.Time)
@@ -263,7 +316,7 @@ func (r *shardRunner) submit(ctx context.Context, fn func(s *group.Shard, now ti
 		return ch, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
-	case <-r.c.stop:
+	case <-r.quit:
 		return nil, errCoordinatorClosed
 	}
 }
@@ -297,7 +350,7 @@ func (r *shardRunner) deliver(to group.ReplyTo, v any) {
 }
 
 func (r *shardRunner) run() {
-	defer r.c.wg.Done()
+	defer r.wg.Done()
 	if !r.loaded.Load() {
 		start := time.Now()
 		if err := r.load(); err != nil {
@@ -319,7 +372,7 @@ func (r *shardRunner) run() {
 			select {
 			case f := <-r.persisted:
 				f()
-			case <-r.c.stop:
+			case <-r.quit:
 				return
 			}
 			r.flush()
@@ -353,7 +406,7 @@ func (r *shardRunner) run() {
 			}
 		case <-expiry.C:
 			r.shard.ExpireOffsets(time.Now())
-		case <-r.c.stop:
+		case <-r.quit:
 			tick.Stop()
 			return
 		}
@@ -456,6 +509,17 @@ func (r *shardRunner) compact() {
 			}
 		}
 	}
+	if r.c.b.tierer != nil {
+		// The bucket's log start first: trimming the local log past
+		// segments not uploaded yet would leave a gap no upload continues.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := r.c.b.tierer.DeleteRecords(ctx, r.topicID, r.partition, base)
+		cancel()
+		if err != nil {
+			fail(err)
+			return
+		}
+	}
 	if _, err := r.log.DeleteRecordsBefore(base); err != nil {
 		fail(err)
 		return
@@ -467,12 +531,12 @@ func (r *shardRunner) compact() {
 // syncLoop reports writes durable in order, so a shard applies them in the
 // order it made them.
 func (r *shardRunner) syncLoop() {
-	defer r.c.wg.Done()
+	defer r.wg.Done()
 	for {
 		r.syncMu.Lock()
 		for len(r.syncQ) == 0 {
 			select {
-			case <-r.c.stop:
+			case <-r.quit:
 				r.syncMu.Unlock()
 				return
 			default:
@@ -493,16 +557,43 @@ func (r *shardRunner) syncLoop() {
 		}
 		select {
 		case r.persisted <- done:
-		case <-r.c.stop:
+		case <-r.quit:
 			return
 		}
 	}
 }
 
-// load replays the partition into the shard.
+// load replays the partition into the shard: first what lies in the
+// bucket below the local log (all of it on a broker that adopted the
+// partition with an empty disk), then the local log. A failed bucket read
+// is retried until the runner stops: serving without it would forget
+// committed offsets.
 func (r *shardRunner) load() error {
 	now := time.Now()
-	off := r.log.StartOffset()
+	b := r.c.b
+	localStart := r.log.StartOffset()
+	off := localStart
+	if t := b.getTopic(offsetsTopic); t != nil && t.meta.ID == r.topicID {
+		off = b.logStart(t, r.partition, r.log)
+	}
+	for _, seg := range b.tieredSegments(r.topicID, r.partition) {
+		for off < min(seg.NextOffset, localStart) {
+			off = max(off, seg.BaseOffset)
+			data, err := r.readRemote(seg, off)
+			if err != nil {
+				return err
+			}
+			next, err := r.replay(now, data, off)
+			if err != nil {
+				return err
+			}
+			if next == off {
+				next = seg.NextOffset // nothing readable left in it
+			}
+			off = next
+		}
+	}
+	off = max(off, localStart)
 	for {
 		res, err := r.log.Read(off, 1<<20, r.log.HighWatermark())
 		if err != nil {
@@ -511,26 +602,61 @@ func (r *shardRunner) load() error {
 		if len(res.Records) == 0 {
 			return nil
 		}
-		batches, err := recordbatch.Validate(res.Records, recordbatch.ValidateOptions{})
-		if err != nil {
-			return fmt.Errorf("offset %d: %w", off, err)
-		}
-		for _, bt := range batches {
-			recs, err := recordbatch.Records(bt)
-			if err != nil {
-				return fmt.Errorf("offset %d: %w", bt.BaseOffset, err)
-			}
-			for _, rec := range recs {
-				if rec.Offset < off {
-					continue
-				}
-				if err := r.shard.Load(now, rec.Key, rec.Value); err != nil {
-					r.c.b.logger.Warn("skipping an unreadable group record", "partition", r.partition, "offset", rec.Offset, "err", err)
-				}
-			}
-			off = bt.LastOffset() + 1
+		if off, err = r.replay(now, res.Records, off); err != nil {
+			return err
 		}
 	}
+}
+
+// readRemote reads a tiered segment from offset, retrying until it works
+// or the runner stops.
+func (r *shardRunner) readRemote(seg tiering.RemoteSegment, offset int64) ([]byte, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-r.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		data, err := r.c.b.remote.Read(ctx, seg, offset, 1<<20)
+		if err == nil {
+			return data, nil
+		}
+		r.c.b.logger.Warn("replaying group state from the bucket; retrying", "partition", r.partition, "offset", offset, "err", err)
+		select {
+		case <-r.quit:
+			return nil, errCoordinatorClosed
+		case <-time.After(wait):
+		}
+	}
+}
+
+// replay loads the records of batches at or after off into the shard and
+// returns the offset after the last batch.
+func (r *shardRunner) replay(now time.Time, batches []byte, off int64) (int64, error) {
+	bts, err := recordbatch.Validate(batches, recordbatch.ValidateOptions{})
+	if err != nil {
+		return off, fmt.Errorf("offset %d: %w", off, err)
+	}
+	for _, bt := range bts {
+		recs, err := recordbatch.Records(bt)
+		if err != nil {
+			return off, fmt.Errorf("offset %d: %w", bt.BaseOffset, err)
+		}
+		for _, rec := range recs {
+			if rec.Offset < off {
+				continue
+			}
+			if err := r.shard.Load(now, rec.Key, rec.Value); err != nil {
+				r.c.b.logger.Warn("skipping an unreadable group record", "partition", r.partition, "offset", rec.Offset, "err", err)
+			}
+		}
+		off = bt.LastOffset() + 1
+	}
+	return off, nil
 }
 
 // stats gathers every shard's Stats on its own goroutine, for a metrics
@@ -553,7 +679,7 @@ func (c *coordinator) stats() telemetry.GroupStats {
 				out.Rebalances += int64(st.Rebalances)
 				out.Commits += int64(st.Commits)
 			case <-ctx.Done():
-			case <-c.stop:
+			case <-r.quit:
 			}
 		}
 		cancel()

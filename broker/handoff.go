@@ -60,13 +60,23 @@ func (b *Broker) handOffPartitions(ctx context.Context, moves []partitionMove) {
 	for _, m := range moves {
 		b.moving.Store(partitionKey{m.t.meta.Name, m.p}, true)
 	}
+	groups := false
 	defer func() {
 		for _, m := range moves {
 			b.moving.Delete(partitionKey{m.t.meta.Name, m.p})
 		}
+		if groups {
+			b.coord.refresh() // restarts the runners of partitions that stayed
+		}
 	}()
 	b.produceGate.Lock() // the appends in flight are done
 	b.produceGate.Unlock()
+	for _, m := range moves {
+		if m.t.meta.Name == offsetsTopic {
+			b.coord.release(m.p) // its group writes are done
+			groups = true
+		}
+	}
 
 	var ops []metalog.Op
 	for _, m := range moves {
@@ -106,14 +116,21 @@ func (b *Broker) handOffPartitions(ctx context.Context, moves []partitionMove) {
 }
 
 // moveRequested carries out the moves requested in the metadata
-// (AlterPartitionReassignments, ElectLeaders) for partitions led here,
-// whenever reconcile or a membership change kicks it.
+// (AlterPartitionReassignments, ElectLeaders) for partitions led here, or
+// parks every one of them while the cluster is paused, whenever reconcile
+// or a membership change kicks it.
 func (b *Broker) moveRequested(stop <-chan struct{}) {
 	for {
 		select {
 		case <-stop:
 			return
 		case <-b.moverKick:
+		}
+		if b.paused() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			b.handOffPartitions(ctx, b.parkMoves())
+			cancel()
+			continue
 		}
 		live := b.liveBrokerIDs()
 		var moves []partitionMove

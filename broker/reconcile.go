@@ -95,6 +95,9 @@ func (b *Broker) reconcile(ctx context.Context, startup bool) error {
 	// the next poll retries.
 	firstErr := b.loadManifests(ctx, refs)
 
+	if b.coord != nil {
+		defer func() { go b.coord.refresh() }() // after b.mu is released
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	brokerConfigsChanged := !maps.Equal(st.BrokerConfigs, b.cfg.Dynamic())
@@ -122,6 +125,9 @@ func (b *Broker) reconcile(ctx context.Context, startup bool) error {
 	b.known = known
 	if brokerConfigsChanged {
 		b.applyBrokerConfigs()
+	}
+	if b.paused() {
+		b.kickMover() // park what is led here, new partitions included
 	}
 	b.meta.dirty = firstErr != nil
 	return firstErr

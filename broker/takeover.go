@@ -60,21 +60,21 @@ func (w *leaseWatch) watcher(broker int32, cfg lease.Config) *lease.Watcher {
 	return lw
 }
 
-// watchLeases runs the takeover checks every second until stop.
+// watchLeases runs the takeover and adoption checks every second until stop.
 func (b *Broker) watchLeases(stop <-chan struct{}) {
 	every := min(time.Second, b.lease.cfg.TTL/3)
 	repeat(stop, nil, every, func() (time.Duration, bool) {
 		b.takeOverOrphans()
+		b.adoptParked()
 		return every, true
 	})
 }
 
 // orphans lists, by broker, the partitions of tiered topics whose leader
-// gossip does not know as live, or suspects (watching sooner never
-// shortens the wait: only the lease decides).
+// gossip does not know as live (only the lease decides when they move).
 func (b *Broker) orphans() map[int32][]metalog.SetLeader {
 	live := map[int32]bool{}
-	for _, lb := range b.brokersUp(false) {
+	for _, lb := range b.liveBrokers() {
 		live[lb.id] = true
 	}
 	b.mu.RLock()
@@ -85,7 +85,7 @@ func (b *Broker) orphans() map[int32][]metalog.SetLeader {
 			continue // moving it would restart its offsets at 0
 		}
 		for p, l := range t.meta.Leaders {
-			if !live[l.Broker] {
+			if !live[l.Broker] && l.Broker != metalog.Parked {
 				out[l.Broker] = append(out[l.Broker], metalog.SetLeader{Topic: t.meta.Name, Partition: int32(p), Expect: l})
 			}
 		}

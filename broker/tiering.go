@@ -77,10 +77,11 @@ func (b *Broker) startTiering() error {
 }
 
 // tiered reports whether a topic's partitions go to the bucket.
-// __consumer_offsets stays local: the coordinator compacts and replays it
-// from the local log.
+// __consumer_offsets is tiered too, so group state moves with its
+// partitions (handoff, pause) and a broker with an empty disk replays it
+// from the bucket; the coordinator's compaction keeps it small there.
 func (b *Broker) tiered(m *topicMeta) bool {
-	return m.Name != offsetsTopic && b.tieredConfigs(m.Configs)
+	return b.tieredConfigs(m.Configs)
 }
 
 func (b *Broker) tieredConfigs(overrides map[string]string) bool {
@@ -264,4 +265,12 @@ func (b *Broker) restoreProducers(l *storage.Log, man *tiering.Manifest) error {
 		return err
 	}
 	return l.RestoreProducers(snap)
+}
+
+// tieredSegments lists a partition's segments in the bucket, in order.
+func (b *Broker) tieredSegments(topicID string, p int32) []tiering.RemoteSegment {
+	if b.tierer == nil {
+		return nil
+	}
+	return b.tierer.Segments(topicID, p)
 }

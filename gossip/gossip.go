@@ -34,12 +34,12 @@ type Meta struct {
 	Incarnation string `json:"inc,omitempty"` // one per process start
 }
 
-// Member is a broker gossip currently considers up (alive or suspected).
+// Member is a broker gossip currently considers up (alive or suspected:
+// memberlist reports no event when it starts suspecting a node).
 type Member struct {
 	Meta
-	Name    string
-	Addr    string // the gossip address
-	Suspect bool
+	Name string
+	Addr string // the gossip address
 }
 
 // Config starts a Node.
@@ -80,6 +80,12 @@ type Node struct {
 	stop    chan struct{}
 	stopped sync.Once
 	joined  chan struct{}
+
+	// members are copies made in memberlist's event callbacks, which run
+	// under its lock: the nodes memberlist.Members returns are pointers
+	// it keeps updating, so reading them later is a data race.
+	memMu   sync.Mutex
+	members map[string]Member
 }
 
 // NodeName is the gossip name of a broker id: one name per id, so two
@@ -98,7 +104,7 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	n := &Node{cfg: cfg, meta: meta, stop: make(chan struct{}), joined: make(chan struct{})}
+	n := &Node{cfg: cfg, meta: meta, stop: make(chan struct{}), joined: make(chan struct{}), members: map[string]Member{}}
 	mc := memberlist.DefaultLANConfig()
 	if cfg.Local {
 		mc = memberlist.DefaultLocalConfig()
@@ -158,21 +164,20 @@ func (n *Node) join() {
 
 // Addr is the gossip address others reach this node at.
 func (n *Node) Addr() string {
-	self := n.ml.LocalNode()
-	return net.JoinHostPort(self.Addr.String(), strconv.Itoa(int(self.Port)))
+	n.memMu.Lock()
+	defer n.memMu.Unlock()
+	return n.members[NodeName(n.cfg.Meta.BrokerID)].Addr // memberlist reports itself joining first
 }
 
 // Members lists the brokers gossip considers up, this one included,
 // ordered by broker id.
 func (n *Node) Members() []Member {
-	var out []Member
-	for _, node := range n.ml.Members() {
-		var m Meta
-		if json.Unmarshal(node.Meta, &m) != nil {
-			continue // not a Tiercel broker
-		}
-		out = append(out, Member{Meta: m, Name: node.Name, Addr: node.Address(), Suspect: node.State == memberlist.StateSuspect})
+	n.memMu.Lock()
+	out := make([]Member, 0, len(n.members))
+	for _, m := range n.members {
+		out = append(out, m)
 	}
+	n.memMu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].BrokerID < out[j].BrokerID })
 	return out
 }
@@ -286,9 +291,23 @@ func (d *delegate) MergeRemoteState(buf []byte, _ bool) { (*Node)(d).heard(buf) 
 
 type events Node
 
-func (e *events) NotifyJoin(*memberlist.Node)   { e.changed() }
-func (e *events) NotifyLeave(*memberlist.Node)  { e.changed() }
-func (e *events) NotifyUpdate(*memberlist.Node) { e.changed() }
+func (e *events) NotifyJoin(node *memberlist.Node)   { e.track(node, true) }
+func (e *events) NotifyLeave(node *memberlist.Node)  { e.track(node, false) }
+func (e *events) NotifyUpdate(node *memberlist.Node) { e.track(node, true) }
+
+// track copies a node's fields while memberlist holds its lock for the
+// callback.
+func (e *events) track(node *memberlist.Node, up bool) {
+	var m Meta
+	e.memMu.Lock()
+	if up && json.Unmarshal(node.Meta, &m) == nil {
+		e.members[node.Name] = Member{Meta: m, Name: node.Name, Addr: node.Address()}
+	} else {
+		delete(e.members, node.Name) // gone, or not a Tiercel broker
+	}
+	e.memMu.Unlock()
+	e.changed()
+}
 func (e *events) changed() {
 	if e.cfg.OnChange != nil {
 		e.cfg.OnChange()

@@ -313,6 +313,10 @@ func (p *Process) Output() string {
 // Restart starts the process again on the same data directory and port.
 func (p *Process) Restart() { p.t.Helper(); p.start() }
 
+// MoveTo makes the next Restart use another data directory (a broker
+// replaced by one with an empty disk, on the same address).
+func (p *Process) MoveTo(dataDir string) { p.dir = dataDir }
+
 func tail(s string, n int) string {
 	if len(s) > n {
 		return "..." + s[len(s)-n:]

@@ -19,8 +19,8 @@ func init() { register(newClusterCmd) }
 // newClusterCmd is the cluster view and leadership moves
 // (kafka-broker-api-versions/kafka-reassign-partitions/kafka-leader-election).
 func newClusterCmd(g *Globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "cluster", Short: "Brokers, partition leadership, reassignments and drains"}
-	cmd.AddCommand(clusterBrokersCmd(g), clusterStatusCmd(g), clusterReassignCmd(g), clusterDrainCmd(g), clusterElectCmd(g))
+	cmd := &cobra.Command{Use: "cluster", Short: "Brokers, partition leadership, reassignments, drains, pause and resume"}
+	cmd.AddCommand(clusterBrokersCmd(g), clusterStatusCmd(g), clusterReassignCmd(g), clusterDrainCmd(g), clusterElectCmd(g), clusterPauseCmd(g), clusterResumeCmd(g))
 	return cmd
 }
 
@@ -152,7 +152,7 @@ func clusterStatusCmd(g *Globals) *cobra.Command {
 					fmt.Fprintf(w, "%-6d %-24s %-12s %d\n", b.ID, b.Addr, b.Rack, st.Leading[b.ID])
 				}
 				for _, o := range st.Offline {
-					fmt.Fprintf(w, "offline: %s (its broker is down)\n", o)
+					fmt.Fprintf(w, "offline: %s (its broker is down, or the cluster is paused)\n", o)
 				}
 				for _, m := range st.Moving {
 					fmt.Fprintf(w, "moving: %s from broker %d to %d\n", m.Partition, m.From, m.To)
@@ -338,9 +338,6 @@ func clusterDrainCmd(g *Globals) *cobra.Command {
 				}
 				var moves []move
 				for _, t := range md.Topics {
-					if t.IsInternal {
-						continue // the group coordinator's partitions stay (docs/design.md)
-					}
 					for _, p := range t.Partitions {
 						if p.Leader == broker {
 							moves = append(moves, move{topic: *t.Topic, partition: p.Partition, to: others[len(moves)%len(others)]})

@@ -10,6 +10,11 @@ import (
 	"sort"
 )
 
+// Parked is the leader of a partition that lives only in the bucket: its
+// last leader rolled and uploaded it and let go (the cluster was paused);
+// the next leader adopts it at epoch + 1 (docs/design.md, "Pause").
+const Parked int32 = -1
+
 // Leader is a partition's leader and leader epoch.
 type Leader struct {
 	Broker int32 `json:"broker"`
@@ -222,6 +227,9 @@ func (s *State) Check(op Op) error {
 		t := s.Topics[l.Topic]
 		if t == nil || l.Partition < 0 || int(l.Partition) >= len(t.Leaders) {
 			return fmt.Errorf("%w: partition %s-%d", ErrNotFound, l.Topic, l.Partition)
+		}
+		if l.Leader < Parked {
+			return fmt.Errorf("%w: leader %d for %s-%d", ErrInvalid, l.Leader, l.Topic, l.Partition)
 		}
 		if t.Leaders[l.Partition] != l.Expect {
 			return fmt.Errorf("%w: %s-%d is led by %d at epoch %d, not %d at %d", ErrStale, l.Topic, l.Partition,

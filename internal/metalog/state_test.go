@@ -36,10 +36,17 @@ func TestApplyTranscript(t *testing.T) {
 	if l := s.Topics["a"].Leaders[0]; l != (Leader{Broker: 3, Epoch: 1}) {
 		t.Fatalf("a-0 led by %+v", l)
 	}
+	// Parked (the cluster paused), then adopted: the epoch grows each time.
+	step([]Op{{SetLeader: &SetLeader{Topic: "a", Partition: 0, Leader: Parked, Expect: Leader{Broker: 3, Epoch: 1}}}}, true)
+	step([]Op{{SetLeader: &SetLeader{Topic: "a", Partition: 0, Leader: -2, Expect: Leader{Broker: Parked, Epoch: 2}}}}, false) // no such broker
+	step([]Op{{SetLeader: &SetLeader{Topic: "a", Partition: 0, Leader: 2, Expect: Leader{Broker: Parked, Epoch: 2}}}}, true)
+	if l := s.Topics["a"].Leaders[0]; l != (Leader{Broker: 2, Epoch: 3}) {
+		t.Fatalf("a-0 adopted as %+v", l)
+	}
 	step([]Op{{SetLeader: &SetLeader{Topic: "a", Partition: 5, Leader: 3}}}, false) // no such partition
 	step([]Op{{DeleteTopic: &DeleteTopic{Name: "a", ID: "other"}}}, false)          // another incarnation of the name
 	step([]Op{{DeleteTopic: &DeleteTopic{Name: "a", ID: "A"}}, {RegisterBroker: &RegisterBroker{ID: 3, Incarnation: "x"}}}, true, true)
-	if len(s.Topics) != 0 || s.Brokers[3] != "x" || s.Seq != 6 {
+	if len(s.Topics) != 0 || s.Brokers[3] != "x" || s.Seq != 9 {
 		t.Fatalf("state %+v", s)
 	}
 	if err := s.Check(Op{SetLeader: &SetLeader{Topic: "a"}}); !errors.Is(err, ErrNotFound) {
