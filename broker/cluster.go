@@ -22,16 +22,17 @@ func buildVersion() string {
 // liveBroker is a broker clients can reach now: this one, or one gossip
 // says is up.
 type liveBroker struct {
-	id   int32
-	host string
-	port int32
-	rack *string
+	id     int32
+	host   string
+	port   int32
+	rack   *string
+	region string
 }
 
 // liveBrokers lists the brokers gossip considers up, ordered by id.
 func (b *Broker) liveBrokers() []liveBroker {
 	host, port := b.advertised()
-	self := liveBroker{id: b.nodeID, host: host, port: port, rack: b.rack()}
+	self := liveBroker{id: b.nodeID, host: host, port: port, rack: b.rack(), region: b.cfg.Get("tiercel.region")}
 	out := []liveBroker{self}
 	if b.gossip == nil {
 		return out
@@ -45,10 +46,11 @@ func (b *Broker) liveBrokers() []liveBroker {
 			continue
 		}
 		pn, _ := strconv.Atoi(p)
-		lb := liveBroker{id: m.BrokerID, host: h, port: int32(pn)}
+		lb := liveBroker{id: m.BrokerID, host: h, port: int32(pn), region: m.Region}
 		if m.Rack != "" {
 			lb.rack = &m.Rack
 		}
+		b.regions.Store(m.BrokerID, m.Region)
 		out = append(out, lb)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })

@@ -36,10 +36,19 @@ func startCluster(t *testing.T, n int, sets ...string) []*brokertest.Broker {
 // the given bucket.
 func startClusterOn(t *testing.T, bucket objstore.Bucket, n int, sets ...string) []*brokertest.Broker {
 	t.Helper()
+	return startClusterWith(t, bucket, n, nil, sets...)
+}
+
+// startClusterWith is startClusterOn with settings per broker id too.
+func startClusterWith(t *testing.T, bucket objstore.Bucket, n int, each func(id int) []string, sets ...string) []*brokertest.Broker {
+	t.Helper()
 	var out []*brokertest.Broker
 	for i := 1; i <= n; i++ {
 		s := append([]string{fmt.Sprintf("node.id=%d", i), "tiercel.gossip.listener=127.0.0.1:0", "tiercel.gossip.local=true",
 			"tiercel.metadata.poll.ms=100", fmt.Sprintf("broker.rack=zone-%d", i)}, sets...)
+		if each != nil {
+			s = append(s, each(i)...)
+		}
 		if i > 1 {
 			s = append(s, "tiercel.gossip.seeds="+out[0].GossipAddr())
 		}

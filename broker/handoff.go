@@ -165,7 +165,8 @@ func (b *Broker) kickMover() {
 	}
 }
 
-// handoffTargets are the other live brokers, racks alternating.
+// handoffTargets are the other live brokers of this broker's region (all
+// the others if it has none), spread over racks.
 func (b *Broker) handoffTargets() []int32 {
 	var others []liveBroker
 	for _, lb := range b.liveBrokers() {
@@ -173,7 +174,7 @@ func (b *Broker) handoffTargets() []int32 {
 			others = append(others, lb)
 		}
 	}
-	return rackAlternating(others)
+	return spread(inRegion(others, b.cfg.Get("tiercel.region")))
 }
 
 // ledTopics is a snapshot of the topics with a partition led here.

@@ -55,7 +55,7 @@ func (b *Broker) resumeAtStart() {
 // adoptParked commits this broker as the leader of the parked partitions
 // it is the preferred leader of, and, on the lowest live broker, spreads
 // the parked partitions whose preferred leader stayed away for the join
-// delay. It runs on the lease-watch goroutine, which alone touches
+// delay over the live brokers of that leader's region (all, if none). It runs on the lease-watch goroutine, which alone touches
 // b.parkedOrphansSince.
 func (b *Broker) adoptParked() {
 	if b.paused() || !b.leading() || b.movingOut.Load() {
@@ -65,6 +65,7 @@ func (b *Broker) adoptParked() {
 	live := b.liveBrokerIDs()
 	lowest := b.lowestLive() == b.nodeID
 	var mine, orphans []metalog.SetLeader
+	var preferred []int32 // of each orphan
 	b.mu.RLock()
 	for _, t := range b.topics {
 		for p, l := range t.meta.Leaders {
@@ -77,6 +78,7 @@ func (b *Broker) adoptParked() {
 				mine = append(mine, sl)
 			case lowest && !live[pref]:
 				orphans = append(orphans, sl)
+				preferred = append(preferred, pref)
 			}
 		}
 	}
@@ -89,9 +91,14 @@ func (b *Broker) adoptParked() {
 	}
 	joinDelay := time.Duration(b.cfg.Int64("tiercel.leader.rebalance.join.delay.ms")) * time.Millisecond
 	if len(orphans) > 0 && time.Since(b.parkedOrphansSince) >= joinDelay {
-		targets := rackAlternating(b.liveBrokers())
+		live := b.liveBrokers()
+		targets := map[string][]int32{} // by region: leaders stay in their preferred leader's region
 		for i := range orphans {
-			orphans[i].Leader = targets[i%len(targets)]
+			region := b.regionOf(preferred[i])
+			if targets[region] == nil {
+				targets[region] = spread(inRegion(live, region))
+			}
+			orphans[i].Leader = targets[region][i%len(targets[region])]
 		}
 		mine = append(mine, orphans...)
 		b.parkedOrphansSince = time.Time{}

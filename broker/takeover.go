@@ -110,7 +110,7 @@ func (b *Broker) takeOverOrphans() {
 	if len(orphans) == 0 {
 		return
 	}
-	targets := rackAlternating(b.liveBrokers())
+	live := b.liveBrokers()
 	ctx, cancel := context.WithTimeout(context.Background(), b.lease.cfg.TTL)
 	defer cancel()
 	lw := &b.leaseWatch
@@ -157,7 +157,7 @@ func (b *Broker) takeOverOrphans() {
 				continue
 			}
 		}
-		b.moveOrphans(ctx, id, parts, targets)
+		b.moveOrphans(ctx, id, parts, spread(inRegion(live, b.regionOf(id))))
 		b.forgetLease(id)
 	}
 }

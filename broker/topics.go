@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sort"
 	"strings"
 	"time"
@@ -230,47 +229,6 @@ func (b *Broker) checkNewTopicName(name string) error {
 		return fmt.Errorf("%w: topic %q collides with existing topic %q ('.' and '_' are interchangeable in metric names)", errInvalidTopic, name, collides)
 	}
 	return nil
-}
-
-// placeLeaders chooses the leader of each of n new partitions: round
-// robin over the live brokers in an order that alternates racks, from a
-// random start, as Kafka places replicas.
-func (b *Broker) placeLeaders(n int32) []int32 {
-	order := rackAlternating(b.liveBrokers())
-	start := rand.IntN(len(order))
-	leaders := make([]int32, n)
-	for i := range leaders {
-		leaders[i] = order[(start+i)%len(order)]
-	}
-	return leaders
-}
-
-// rackAlternating orders brokers so that consecutive ones are in
-// different racks where possible: the first of each rack, then the second
-// of each, and so on.
-func rackAlternating(brokers []liveBroker) []int32 {
-	byRack := map[string][]int32{}
-	var racks []string
-	for _, lb := range brokers {
-		r := ""
-		if lb.rack != nil {
-			r = *lb.rack
-		}
-		if _, ok := byRack[r]; !ok {
-			racks = append(racks, r)
-		}
-		byRack[r] = append(byRack[r], lb.id)
-	}
-	sort.Strings(racks)
-	var out []int32
-	for i := 0; len(out) < len(brokers); i++ {
-		for _, r := range racks {
-			if i < len(byRack[r]) {
-				out = append(out, byRack[r][i])
-			}
-		}
-	}
-	return out
 }
 
 func (b *Broker) collision(name string) string {
