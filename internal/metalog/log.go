@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/tiercel/tiercel/objstore"
 )
@@ -61,7 +62,12 @@ func Open(ctx context.Context, b objstore.Bucket, writer int32) (*Log, error) {
 
 // Snapshot writes the applied state as the snapshot after its entry
 // (create-only: every broker's snapshot of one entry is the same state, so
-// the first one written is as good as any) and returns its sequence.
+// the first one written is as good as any) and returns its sequence. It
+// then deletes the snapshots older than the newest two: a broker opening
+// the log lists them and reads the newest, so the one before stays for a
+// start that listed before this write. Entries are never deleted: a
+// broker that fell behind appends at the first number it finds missing,
+// so a deleted entry's number could be written again.
 func (l *Log) Snapshot(ctx context.Context) (int64, error) {
 	data, err := json.Marshal(l.state)
 	if err != nil {
@@ -70,6 +76,20 @@ func (l *Log) Snapshot(ctx context.Context) (int64, error) {
 	_, err = l.bucket.Put(ctx, SnapshotKey(l.state.Seq), bytes.NewReader(data), objstore.PutOptions{IfNotExists: true, Size: int64(len(data))})
 	if err != nil && !errors.Is(err, objstore.ErrPrecondition) {
 		return 0, err
+	}
+	var keys []string
+	err = l.bucket.List(ctx, snapshotPrefix, objstore.ListOptions{}, func(o objstore.ObjectInfo) error {
+		keys = append(keys, o.Key)
+		return nil
+	})
+	if err != nil {
+		return l.state.Seq, nil // the next snapshot tidies up
+	}
+	slices.Sort(keys) // zero-padded: oldest first
+	for _, k := range keys[:max(0, len(keys)-2)] {
+		if err := l.bucket.Delete(ctx, k); err != nil && !errors.Is(err, objstore.ErrNotFound) {
+			break
+		}
 	}
 	return l.state.Seq, nil
 }

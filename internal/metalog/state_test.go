@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/tiercel/tiercel/objstore"
 	"github.com/tiercel/tiercel/objstore/mem"
 )
 
@@ -178,5 +180,39 @@ func TestApplyMoves(t *testing.T) {
 	tp := s.Topics["m"]
 	if len(tp.Moves) != 0 || tp.Leaders[1] != (Leader{Broker: 1, Epoch: 1}) || tp.PreferredLeader(1) != 2 {
 		t.Fatalf("after the move: moves %v, leader %+v, preferred %d", tp.Moves, tp.Leaders[1], tp.PreferredLeader(1))
+	}
+}
+
+// TestSnapshotsKeepNewestTwo: each snapshot deletes those older than the
+// newest two; entries stay.
+func TestSnapshotsKeepNewestTwo(t *testing.T) {
+	ctx := context.Background()
+	b := mem.New("snaps")
+	l, err := Open(ctx, b, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		op := Op{CreateTopic: &CreateTopic{Name: fmt.Sprint("t", i), ID: fmt.Sprint("id", i), Leaders: []int32{1}}}
+		if _, _, err := l.Append(ctx, []Op{op}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Snapshot(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var snaps, entries []string
+	if err := b.List(ctx, "cluster/", objstore.ListOptions{}, func(o objstore.ObjectInfo) error {
+		if strings.HasPrefix(o.Key, "cluster/snapshot/") {
+			snaps = append(snaps, o.Key)
+		} else {
+			entries = append(entries, o.Key)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(snaps) != fmt.Sprint([]string{SnapshotKey(3), SnapshotKey(4)}) || len(entries) != 4 {
+		t.Fatalf("snapshots %v, %d entries; want the snapshots of 3 and 4 and every entry", snaps, len(entries))
 	}
 }
