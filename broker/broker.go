@@ -129,6 +129,9 @@ func New(opts Options) (*Broker, error) {
 		waiters: newWaiters(), stop: make(chan struct{}), incarnation: newUUIDString(), moverKick: make(chan struct{}, 1), joined: make(chan struct{}, 1),
 	}
 	b.sessions = newFetchSessions(int(cfg.Int64("max.incremental.fetch.session.cache.slots")), time.Duration(cfg.Int64("min.incremental.fetch.session.eviction.ms"))*time.Millisecond)
+	if maxID := cfg.Int64("reserved.broker.max.id"); int64(b.nodeID) > maxID {
+		return nil, fmt.Errorf("node.id %d is above reserved.broker.max.id %d, where allocated ids live: configure a smaller id, or node.id=-1 to have one allocated", b.nodeID, maxID)
+	}
 	if err := b.fs.MkdirAll(b.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", b.dir, err)
 	}
@@ -261,6 +264,9 @@ func (b *Broker) acceptLoop() {
 }
 
 // Addr is the bound Kafka listen address (host:port, port 0 resolved).
+// NodeID is this broker's id (allocated at start when node.id is -1).
+func (b *Broker) NodeID() int32 { return b.nodeID }
+
 func (b *Broker) Addr() string { return b.addr }
 
 // Ready reports whether the broker has recovered its logs and is serving.

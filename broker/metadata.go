@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -76,7 +77,36 @@ func (b *Broker) openMetadata() error {
 		return fmt.Errorf("data directory %s belongs to cluster %s but the object store %s holds cluster %s; use an empty data directory or the matching store", b.dir, old, b.bucket.Name(), clusterID)
 	}
 	b.clusterID = clusterID
+	if b.nodeID < 0 {
+		if err := b.allocateNodeID(ctx); err != nil {
+			return err
+		}
+	}
 	return writeMetaProperties(b.fs, b.dir, clusterID, b.nodeID)
+}
+
+// allocateNodeID gives a broker started with node.id=-1 an id: the one in
+// its data directory's meta.properties (of the same cluster), or a new one
+// allocated through the metadata log, as Kafka's broker.id generation does.
+func (b *Broker) allocateNodeID(ctx context.Context) error {
+	l := b.meta.log
+	if id := readMetaNodeID(b.fs, b.dir); id >= 0 && readMetaClusterID(b.fs, b.dir) == b.clusterID {
+		b.nodeID = id
+		l.SetWriter(id)
+		return nil
+	}
+	minID := int32(b.cfg.Int64("reserved.broker.max.id")) + 1
+	if _, _, err := l.Append(ctx, []metalog.Op{{AllocateBrokerID: &metalog.AllocateBrokerID{Incarnation: b.incarnation, Min: minID}}}); err != nil {
+		return fmt.Errorf("allocating a broker id in the object store %s: %w", b.bucket.Name(), err)
+	}
+	id := l.Peek().AllocatedBrokerID(b.incarnation)
+	if id < 0 {
+		return fmt.Errorf("allocating a broker id: the metadata log does not show the allocation")
+	}
+	b.nodeID = id
+	l.SetWriter(id)
+	b.logger.Info("allocated a broker id through the metadata log", "node_id", id)
+	return nil
 }
 
 // initialOps names a new cluster. A catalog of an earlier Tiercel version
@@ -253,6 +283,23 @@ func readMetaClusterID(fsys vfs.FS, dir string) string {
 		}
 	}
 	return ""
+}
+
+// readMetaNodeID is the node.id of a data directory's meta.properties, or
+// -1.
+func readMetaNodeID(fsys vfs.FS, dir string) int32 {
+	data, err := vfs.ReadFile(fsys, filepath.Join(dir, "meta.properties"))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "node.id="); ok {
+			if id, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32); err == nil && id >= 0 {
+				return int32(id)
+			}
+		}
+	}
+	return -1
 }
 
 // writeMetaProperties writes Kafka's meta.properties so Kafka tooling that

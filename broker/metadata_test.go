@@ -138,3 +138,43 @@ func TestDataDirOfAnotherCluster(t *testing.T) {
 		t.Fatalf("start on another cluster's bucket: %v", err)
 	}
 }
+
+// TestAllocatedBrokerIDs: brokers started with node.id=-1 get ids above
+// reserved.broker.max.id through the metadata log, distinct, kept across a
+// restart on the same data directory (meta.properties), and serve as a
+// cluster under them; a configured id above reserved.broker.max.id is
+// refused at start.
+func TestAllocatedBrokerIDs(t *testing.T) {
+	bucket := mem.New("ids")
+	sets := []string{"node.id=-1", "tiercel.gossip.listener=127.0.0.1:0", "tiercel.gossip.local=true", "tiercel.metadata.poll.ms=100"}
+	a := brokertest.StartWithBucket(t, t.TempDir(), bucket, sets...)
+	b := brokertest.StartWithBucket(t, t.TempDir(), bucket, append(sets, "tiercel.gossip.seeds="+a.GossipAddr())...)
+	idOf := func(br *brokertest.Broker) int32 { return metadataOf(t, br.Addr()).ControllerID }
+	if ia, ib := idOf(a), idOf(b); ia != 1001 || ib != 1002 {
+		t.Fatalf("allocated ids %d and %d, want 1001 and 1002", ia, ib)
+	}
+	brokertest.WaitFor(t, "both brokers listed", func() bool { return len(metadataOf(t, a.Addr()).Brokers) == 2 })
+	create(t, admin(t, a.Addr()), "both", 2, nil)
+	brokertest.WaitFor(t, "each broker leading a partition", func() bool {
+		led := map[int32]bool{}
+		for _, tp := range metadataOf(t, b.Addr()).Topics {
+			for _, p := range tp.Partitions {
+				led[p.Leader] = true
+			}
+		}
+		return led[1001] && led[1002]
+	})
+
+	b.Restart()
+	if id := idOf(b); id != 1002 {
+		t.Fatalf("after a restart on its data directory broker 1002 came back as %d", id)
+	}
+
+	cfg, err := config.Load(config.LoadOptions{Sets: []string{"node.id=5000"}, Flags: map[string]string{"log.dirs": t.TempDir(), "listeners": "127.0.0.1:0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := broker.New(broker.Options{Config: cfg, Bucket: bucket}); err == nil || !strings.Contains(err.Error(), "reserved.broker.max.id") {
+		t.Fatalf("start with node.id 5000: %v", err)
+	}
+}

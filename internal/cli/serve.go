@@ -143,7 +143,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		_ = b.Shutdown(context.Background())
 		return err
 	}
-	logger.Info("kafka listening", "addr", b.Addr(), "data_dir", cfg.Get("log.dirs"), "node_id", cfg.Get("node.id"))
+	logger.Info("kafka listening", "addr", b.Addr(), "data_dir", cfg.Get("log.dirs"), "node_id", b.NodeID())
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

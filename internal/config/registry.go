@@ -46,7 +46,8 @@ var topicDefs = []Def{
 
 // brokerOnlyDefs are broker configs with no topic counterpart.
 var brokerOnlyDefs = []Def{
-	{Name: "node.id", Type: TypeInt, Default: "1", Doc: "this broker's id (broker.id is a synonym); Tiercel default 1 for a single node", Validate: longAtLeast(0)},
+	{Name: "node.id", Type: TypeInt, Default: "1", Doc: "this broker's id (broker.id is a synonym); Tiercel default 1 for a single node; -1: allocated through the metadata log above reserved.broker.max.id and kept in the data directory's meta.properties", Validate: longAtLeast(-1)},
+	{Name: "reserved.broker.max.id", Type: TypeInt, Default: "1000", Doc: "configured broker ids are at most this; allocated ones (node.id=-1) are above it", Validate: longAtLeast(0)},
 	{Name: "broker.id", Type: TypeInt, Default: "-1", Doc: "synonym of node.id, kept for old tools", Validate: longAtLeast(-1)},
 	{Name: "listeners", Type: TypeString, Default: "PLAINTEXT://localhost:9092", Doc: "Kafka listen address; host:port or PLAINTEXT://host:port", Validate: validListener},
 	{Name: "advertised.listeners", Type: TypeString, Default: "", Doc: "address given to clients in Metadata; empty = the listen address", Validate: validListenerOrEmpty},

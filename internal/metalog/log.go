@@ -94,6 +94,10 @@ func (l *Log) Snapshot(ctx context.Context) (int64, error) {
 	return l.state.Seq, nil
 }
 
+// SetWriter names the broker that appends from now on (after a broker id
+// was allocated to it).
+func (l *Log) SetWriter(id int32) { l.writer = id }
+
 // State is a copy of the applied state.
 func (l *Log) State() State { return l.state.Clone() }
 

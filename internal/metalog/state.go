@@ -56,6 +56,9 @@ type State struct {
 	BrokerConfigs map[string]string `json:"brokerConfigs,omitempty"`
 	// NextProducerID is the first producer id no broker has reserved.
 	NextProducerID int64 `json:"nextProducerId"`
+	// NextBrokerID is the next id AllocateBrokerID hands out (at least its
+	// Min).
+	NextBrokerID int32 `json:"nextBrokerId,omitempty"`
 	// ProducerBlocks is the first id of the newest block each writer
 	// reserved: how a writer learns its block even when its append's
 	// answer was lost and later entries were applied before it found out.
@@ -83,6 +86,25 @@ type Op struct {
 	RequestMove         *RequestMove         `json:"requestMove,omitempty"`
 	CancelMove          *CancelMove          `json:"cancelMove,omitempty"`
 	RegisterBroker      *RegisterBroker      `json:"registerBroker,omitempty"`
+	AllocateBrokerID    *AllocateBrokerID    `json:"allocateBrokerId,omitempty"`
+}
+
+// AllocateBrokerID gives a starting broker with no configured id the next
+// unused id, at least Min: it is registered with the broker's Incarnation,
+// which is how the broker finds its id in the state.
+type AllocateBrokerID struct {
+	Incarnation string `json:"incarnation"`
+	Min         int32  `json:"min"`
+}
+
+// AllocatedBrokerID is the id allocated to incarnation, or -1.
+func (s *State) AllocatedBrokerID(incarnation string) int32 {
+	for id, inc := range s.Brokers {
+		if inc == incarnation {
+			return id
+		}
+	}
+	return -1
 }
 
 // RequestMove asks the leader of a partition (if it is still Expect) to
@@ -260,6 +282,10 @@ func (s *State) Check(op Op) error {
 		if op.RegisterBroker.Incarnation == "" {
 			return fmt.Errorf("%w: broker %d without an incarnation", ErrInvalid, op.RegisterBroker.ID)
 		}
+	case op.AllocateBrokerID != nil:
+		if op.AllocateBrokerID.Incarnation == "" || op.AllocateBrokerID.Min < 0 {
+			return fmt.Errorf("%w: broker id allocation for %q from %d", ErrInvalid, op.AllocateBrokerID.Incarnation, op.AllocateBrokerID.Min)
+		}
 	default:
 		return fmt.Errorf("%w: empty op", ErrInvalid)
 	}
@@ -326,6 +352,13 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 			delete(s.Topics[op.CancelMove.Topic].Moves, op.CancelMove.Partition)
 		case op.RegisterBroker != nil:
 			s.Brokers[op.RegisterBroker.ID] = op.RegisterBroker.Incarnation
+		case op.AllocateBrokerID != nil:
+			id := max(s.NextBrokerID, op.AllocateBrokerID.Min)
+			for s.Brokers[id] != "" {
+				id++ // registered some other way
+			}
+			s.Brokers[id] = op.AllocateBrokerID.Incarnation
+			s.NextBrokerID = id + 1
 		}
 	}
 	s.Seq = e.Seq
@@ -336,7 +369,7 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 func (s *State) Clone() State {
 	c := NewState()
 	// Config maps are replaced by Apply, never changed in place: shared.
-	c.Seq, c.ClusterID, c.NextProducerID, c.BrokerConfigs = s.Seq, s.ClusterID, s.NextProducerID, s.BrokerConfigs
+	c.Seq, c.ClusterID, c.NextProducerID, c.BrokerConfigs, c.NextBrokerID = s.Seq, s.ClusterID, s.NextProducerID, s.BrokerConfigs, s.NextBrokerID
 	for n, t := range s.Topics {
 		ct := *t
 		ct.Leaders = append([]Leader(nil), t.Leaders...)

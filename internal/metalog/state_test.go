@@ -46,9 +46,18 @@ func TestApplyTranscript(t *testing.T) {
 		t.Fatalf("a-0 adopted as %+v", l)
 	}
 	step([]Op{{SetLeader: &SetLeader{Topic: "a", Partition: 5, Leader: 3}}}, false) // no such partition
-	step([]Op{{DeleteTopic: &DeleteTopic{Name: "a", ID: "other"}}}, false)          // another incarnation of the name
+	// Broker ids allocated from Min, never one registered already.
+	step([]Op{{AllocateBrokerID: &AllocateBrokerID{Incarnation: "i1", Min: 1001}}, {AllocateBrokerID: &AllocateBrokerID{Incarnation: "i2", Min: 1001}}, {AllocateBrokerID: &AllocateBrokerID{Min: 1001}}}, true, true, false)
+	if s.AllocatedBrokerID("i1") != 1001 || s.AllocatedBrokerID("i2") != 1002 || s.AllocatedBrokerID("i3") != -1 {
+		t.Fatalf("allocated %v", s.Brokers)
+	}
+	step([]Op{{RegisterBroker: &RegisterBroker{ID: 1003, Incarnation: "x"}}, {AllocateBrokerID: &AllocateBrokerID{Incarnation: "i3", Min: 1001}}}, true, true)
+	if s.AllocatedBrokerID("i3") != 1004 {
+		t.Fatalf("allocated %v", s.Brokers)
+	}
+	step([]Op{{DeleteTopic: &DeleteTopic{Name: "a", ID: "other"}}}, false) // another incarnation of the name
 	step([]Op{{DeleteTopic: &DeleteTopic{Name: "a", ID: "A"}}, {RegisterBroker: &RegisterBroker{ID: 3, Incarnation: "x"}}}, true, true)
-	if len(s.Topics) != 0 || s.Brokers[3] != "x" || s.Seq != 9 {
+	if len(s.Topics) != 0 || s.Brokers[3] != "x" || s.Seq != 11 {
 		t.Fatalf("state %+v", s)
 	}
 	if err := s.Check(Op{SetLeader: &SetLeader{Topic: "a"}}); !errors.Is(err, ErrNotFound) {
