@@ -48,6 +48,7 @@ func TestClusterPauseResume(t *testing.T) {
 			for _, p := range procs {
 				addrs = append(addrs, p.Addr())
 			}
+			reader := startLiveReader(t, addrs, "pausing", "pause-readers")
 			acked := produceThroughKills(t, procs[0], "pausing", killLoad{
 				partitions: partitions, producers: 2, cycles: 1, padding: 100, seeds: addrs,
 				pause: func() time.Duration { return 1500 * time.Millisecond },
@@ -86,6 +87,7 @@ func TestClusterPauseResume(t *testing.T) {
 				t.Fatalf("only %d records acknowledged: too little load to prove anything", len(acked))
 			}
 			checkLog(t, readAll(t, procs[2].Addr(), "pausing", partitions), acked)
+			reader.check(t, acked)
 
 			adm2, cl2 := newAdmin(t, procs[2].Addr())
 			defer cl2.Close()

@@ -146,7 +146,9 @@ func partitionsOf(t *testing.T, addr, topic string) []kmsg.MetadataResponseTopic
 // producers run, every broker in turn is stopped with SIGTERM (it hands
 // its partitions to the others: roll, upload, new leader at epoch + 1)
 // and started again. Replication factor 1, and still every acknowledged
-// record is there exactly once, in order per producer and partition.
+// record is there exactly once, in order per producer and partition; a
+// group consumer reading all along (its coordinator moving too) is
+// delivered every one of them, never two records at one offset.
 func TestClusterRollingRestart(t *testing.T) {
 	servers := []struct {
 		name string
@@ -166,6 +168,7 @@ func TestClusterRollingRestart(t *testing.T) {
 			for _, p := range procs {
 				addrs = append(addrs, p.Addr())
 			}
+			reader := startLiveReader(t, addrs, "rolling", "rolling-readers")
 			rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 			acked := produceThroughKills(t, procs[0], "rolling", killLoad{
 				partitions: partitions, producers: 2, cycles: len(procs), padding: 100, seeds: addrs,
@@ -185,6 +188,7 @@ func TestClusterRollingRestart(t *testing.T) {
 				t.Fatalf("only %d records acknowledged: too little load to prove anything", len(acked))
 			}
 			checkLog(t, readAll(t, procs[2].Addr(), "rolling", partitions), acked)
+			reader.check(t, acked)
 		})
 	}
 }
