@@ -29,6 +29,10 @@ type ClusterReport struct {
 	IdleReqPerSec1      float64 `json:"idle_requests_per_s_per_broker_1_partition"`
 	IdleReqPerSecMany   float64 `json:"idle_requests_per_s_per_broker_many"`
 	IdlePartitions      int     `json:"idle_partitions"`
+	PausePartitions     int     `json:"pause_partitions"`
+	PauseMs             float64 `json:"pause_ms"`                  // tiercel cluster pause, every partition parked
+	ResumeMs            float64 `json:"resume_on_empty_disks_ms"`  // brokers started on empty disks to every partition led
+	ResumeFirstFetchMs  float64 `json:"resume_to_first_record_ms"` // ... to a record read from a parked partition
 }
 
 // Summary is the report as lines of text.
@@ -39,6 +43,7 @@ func (c ClusterReport) Summary() string {
 	fmt.Fprintf(&b, "  SIGTERM of a leader to writes accepted elsewhere: %.0f ms (goal <= 2000) %s\n", c.HandoffMs, ok(c.HandoffMs <= 2000))
 	fmt.Fprintf(&b, "  SIGKILL of a leader to writes accepted elsewhere (unclean election, RF 1): %.0f ms (goal <= lease TTL %d ms + 2000) %s\n", c.UncleanMs, c.LeaseTTLMs, ok(c.UncleanMs <= float64(c.LeaseTTLMs+2000)))
 	fmt.Fprintf(&b, "  idle object-store requests per second per broker: %.2f with 1 partition, %.2f with %d (goal <= 1, flat) %s\n", c.IdleReqPerSec1, c.IdleReqPerSecMany, c.IdlePartitions, ok(c.IdleReqPerSecMany <= 1 && c.IdleReqPerSec1 <= 1))
+	fmt.Fprintf(&b, "  pause of %d partitions: %.0f ms; brokers started on empty disks to every partition led: %.0f ms, to the first record read: %.0f ms\n", c.PausePartitions, c.PauseMs, c.ResumeMs, c.ResumeFirstFetchMs)
 	return b.String()
 }
 
@@ -170,6 +175,14 @@ func RunCluster(ctx context.Context, binary, versitygw, dir string, idleParts in
 	rep.PropagationMedianMs, rep.PropagationMaxMs = props[len(props)/2], props[len(props)-1]
 	logf("cluster: propagation median %.0f ms", rep.PropagationMedianMs)
 
+	// A group commit creates __consumer_offsets: its partitions move with
+	// every handoff below, as in a cluster with consumers.
+	commit := kadm.Offsets{}
+	commit.Add(kadm.Offset{Topic: "prop-0", Partition: 0, At: 0, LeaderEpoch: -1})
+	if r, err := adm.CommitOffsets(ctx, "bench", commit); err != nil || r.Error() != nil {
+		return rep, fmt.Errorf("cluster bench: a group commit: %v %v", err, r.Error())
+	}
+
 	// Handoff and unclean takeover: one producer writing one record at a
 	// time to a partition led by broker 3; the figure is from the signal
 	// to the first acknowledgement by a broker that is not broker 3.
@@ -294,5 +307,82 @@ func RunCluster(ctx context.Context, binary, versitygw, dir string, idleParts in
 		}
 	}
 	logf("cluster: idle %.2f / %.2f requests/s per broker", rep.IdleReqPerSec1, rep.IdleReqPerSecMany)
+
+	if err := measurePause(ctx, &rep, binary, dir, brokers, startOne, ask, waitFor); err != nil {
+		return rep, err
+	}
+	logf("cluster: pause %.0f ms, resume on empty disks %.0f ms (first record %.0f ms)", rep.PauseMs, rep.ResumeMs, rep.ResumeFirstFetchMs)
 	return rep, nil
+}
+
+// measurePause pauses the cluster with the CLI, stops every broker, starts
+// them again on empty data directories, and times the pause, the adoption
+// of every partition, and the first record read from a partition that was
+// parked (prop-0, written to first).
+func measurePause(ctx context.Context, rep *ClusterReport, binary, dir string, brokers []*clusterBroker, startOne func(*clusterBroker) error,
+	ask func(*clusterBroker, string) (*kmsg.MetadataResponse, error), waitFor func(string, time.Duration, func() bool) error) error {
+	p, err := kgo.NewClient(kgo.SeedBrokers(brokers[0].kafka), kgo.DefaultProduceTopic("prop-0"))
+	if err != nil {
+		return err
+	}
+	err = p.ProduceSync(ctx, &kgo.Record{Value: []byte("before the pause")}).FirstErr()
+	p.Close()
+	if err != nil {
+		return err
+	}
+	began := time.Now()
+	if out, err := exec.CommandContext(ctx, binary, "--bootstrap-server", brokers[0].kafka, "cluster", "pause", "--wait", "10m").CombinedOutput(); err != nil {
+		return fmt.Errorf("cluster bench: pause: %v\n%s", err, out)
+	}
+	rep.PauseMs = float64(time.Since(began).Microseconds()) / 1000
+	for _, br := range brokers {
+		_ = br.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, br := range brokers {
+		_ = br.cmd.Wait()
+		if br.data, err = os.MkdirTemp(dir, "tiercel-bench-cluster-"); err != nil {
+			return err
+		}
+	}
+	began = time.Now()
+	for _, br := range brokers {
+		if err := startOne(br); err != nil {
+			return err
+		}
+	}
+	if err := waitFor("every partition adopted", 10*time.Minute, func() bool {
+		md, err := ask(brokers[0], "")
+		if err != nil || len(md.Brokers) != 3 {
+			return false
+		}
+		n := 0
+		for _, t := range md.Topics {
+			for _, p := range t.Partitions {
+				if p.Leader < 0 {
+					return false
+				}
+				n++
+			}
+		}
+		rep.PausePartitions = n
+		return true
+	}); err != nil {
+		return err
+	}
+	rep.ResumeMs = float64(time.Since(began).Microseconds()) / 1000
+	c, err := kgo.NewClient(kgo.SeedBrokers(brokers[1].kafka), kgo.ConsumeTopics("prop-0"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for {
+		fs := c.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if fs.NumRecords() > 0 {
+			rep.ResumeFirstFetchMs = float64(time.Since(began).Microseconds()) / 1000
+			return nil
+		}
+	}
 }

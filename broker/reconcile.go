@@ -169,7 +169,7 @@ func (b *Broker) reconcileTopic(name string, mt *metalog.Topic, refs []*partitio
 		}
 		if r.open {
 			tp := storage.TopicPartition{Topic: name, Partition: r.p}
-			l, err := b.openPartition(tp, id, m, r.man)
+			l, err := b.openPartition(tp, id, m, r.man, r.fence)
 			if err != nil {
 				if firstErr == nil {
 					firstErr = fmt.Errorf("opening %s-%d: %w", name, r.p, err)

@@ -74,7 +74,7 @@ func (b *Broker) loadTopics() error {
 // openPartition returns a partition's local log, creating it if the disk
 // lacks it (or holds a stale copy): empty, or, when the bucket holds its
 // earlier offsets (a new or wiped disk), starting where the tiered log ends.
-func (b *Broker) openPartition(tp storage.TopicPartition, id [16]byte, m *topicMeta, man *tiering.Manifest) (*storage.Log, error) {
+func (b *Broker) openPartition(tp storage.TopicPartition, id [16]byte, m *topicMeta, man *tiering.Manifest, moved bool) (*storage.Log, error) {
 	l := b.mgr.Get(tp)
 	if l != nil && man != nil && l.EndOffset() < man.End() {
 		// The bucket holds offsets the local log has not reached: the disk
@@ -101,8 +101,14 @@ func (b *Broker) openPartition(tp storage.TopicPartition, id [16]byte, m *topicM
 			if err := b.restoreProducers(l, man); err != nil {
 				return nil, fmt.Errorf("producer state of %s-%d from the object store: %w", tp.Topic, tp.Partition, err)
 			}
-			b.logger.Warn("partition has no local data: serving its tiered offsets from the object store; records after them that were not tiered are lost on a single node",
-				"topic", tp.Topic, "partition", tp.Partition, "tiered_start", man.LogStart, "tiered_end", start)
+			if moved {
+				// Handed over or adopted: the bucket is all there is (an
+				// unclean takeover logs its loss itself).
+				b.logger.Debug("partition moved here: serving it from the object store's end", "topic", tp.Topic, "partition", tp.Partition, "offset", start)
+			} else {
+				b.logger.Warn("partition has no local data: serving its tiered offsets from the object store; records after them that were not tiered are lost on a single node",
+					"topic", tp.Topic, "partition", tp.Partition, "tiered_start", man.LogStart, "tiered_end", start)
+			}
 		}
 	}
 	if man != nil && l.StartOffset() < man.LogStart {
