@@ -157,6 +157,9 @@ func (b *Broker) takeOverOrphans() {
 				continue
 			}
 		}
+		for i := range parts {
+			parts[i].ExpectIncarnation = rec.Incarnation // skipped if it registered again since
+		}
 		b.moveOrphans(ctx, id, parts, spread(inRegion(live, b.regionOf(id))))
 		b.forgetLease(id)
 	}

@@ -54,6 +54,13 @@ func (b *Broker) loadTopics() error {
 	defer cancel()
 	b.meta.mu.Lock()
 	defer b.meta.mu.Unlock()
+	// Registered before leading anything: a takeover of an earlier
+	// incarnation (its lease revoked) whose entry lands after this one is
+	// skipped (metalog.SetLeader.ExpectIncarnation).
+	reg := metalog.Op{RegisterBroker: &metalog.RegisterBroker{ID: b.nodeID, Incarnation: b.incarnation}}
+	if _, _, err := b.meta.log.Append(ctx, []metalog.Op{reg}); err != nil {
+		return fmt.Errorf("registering broker %d in the metadata log: %w", b.nodeID, err)
+	}
 	if err := b.reconcile(ctx, true); err != nil {
 		return err
 	}

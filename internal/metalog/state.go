@@ -183,6 +183,13 @@ type SetLeader struct {
 	Partition int32  `json:"partition"`
 	Leader    int32  `json:"leader"`
 	Expect    Leader `json:"expect"`
+	// ExpectIncarnation, if set, is the incarnation of Expect.Broker whose
+	// lease a takeover revoked: the op is skipped if that broker has
+	// registered a newer incarnation since. A broker registers before it
+	// leads anything, so a takeover whose entry reaches the log late (its
+	// writer paused between the revoke and the append) cannot move a
+	// partition away from a restarted leader that never saw the entry.
+	ExpectIncarnation string `json:"expectIncarnation,omitempty"`
 }
 
 // RegisterBroker records a broker id's current incarnation.
@@ -252,6 +259,9 @@ func (s *State) Check(op Op) error {
 		}
 		if l.Leader < Parked {
 			return fmt.Errorf("%w: leader %d for %s-%d", ErrInvalid, l.Leader, l.Topic, l.Partition)
+		}
+		if inc := s.Brokers[l.Expect.Broker]; l.ExpectIncarnation != "" && inc != "" && inc != l.ExpectIncarnation {
+			return fmt.Errorf("%w: broker %d registered incarnation %s after %s's lease was revoked", ErrStale, l.Expect.Broker, inc, l.ExpectIncarnation)
 		}
 		if t.Leaders[l.Partition] != l.Expect {
 			return fmt.Errorf("%w: %s-%d is led by %d at epoch %d, not %d at %d", ErrStale, l.Topic, l.Partition,
