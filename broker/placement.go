@@ -95,13 +95,17 @@ func inRegion(brokers []liveBroker, region string) []liveBroker {
 	return out
 }
 
-// regionOf is the region broker id was last seen in through gossip
-// ("" if never: then no region is preferred).
+// regionOf is the region broker id was last seen in through gossip, or
+// else the one it registered in the metadata log ("" if neither: then no
+// region is preferred).
 func (b *Broker) regionOf(id int32) string {
 	if id == b.nodeID {
 		return b.cfg.Get("tiercel.region")
 	}
-	r, _ := b.regions.Load(id)
-	s, _ := r.(string)
-	return s
+	if r, ok := b.regions.Load(id); ok {
+		return r.(string)
+	}
+	b.meta.mu.Lock() // the applied state is read under its lock
+	defer b.meta.mu.Unlock()
+	return b.meta.log.Peek().Places[id].Region
 }

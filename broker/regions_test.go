@@ -1,7 +1,10 @@
 package broker_test
 
 import (
+	"fmt"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/tiercel/tiercel/internal/brokertest"
 	"github.com/tiercel/tiercel/objstore/mem"
@@ -56,6 +59,70 @@ func TestRegionsPlaceAndKeepLeaders(t *testing.T) {
 	for p, l := range leaders() {
 		if placed[p] == 1 && l != 2 {
 			t.Fatalf("partition %d of broker 1 (east) went to broker %d (%s), want broker 2 (east)", p, l, region[l])
+		}
+	}
+}
+
+// TestParkedPartitionsStayInRegion: after a pause, brokers 1, 3 and 4
+// start on empty disks and broker 2 never returns: its parked partitions
+// are adopted, after the join delay, by broker 1, the other broker of its
+// region, which knows broker 2's region only from its registration in the
+// metadata log (it never gossiped with it).
+func TestParkedPartitionsStayInRegion(t *testing.T) {
+	region := map[int32]string{1: "east", 2: "east", 3: "west", 4: "west"}
+	bucket := mem.New("regions-paused")
+	each := func(id int) []string { return []string{"tiercel.region=" + region[int32(id)]} }
+	brokers := startClusterWith(t, bucket, 4, each, "tiercel.leader.rebalance.join.delay.ms=200")
+	create(t, admin(t, brokers[0].Addr()), "spread", 8, nil)
+	leaders := func(br *brokertest.Broker) []int32 {
+		for _, tp := range metadataOf(t, br.Addr()).Topics {
+			if *tp.Topic == "spread" {
+				out := make([]int32, len(tp.Partitions))
+				for _, p := range tp.Partitions {
+					out[p.Partition] = p.Leader
+				}
+				return out
+			}
+		}
+		return nil
+	}
+	brokertest.WaitFor(t, "the topic everywhere", func() bool { return len(leaders(brokers[3])) == 8 })
+	placed := leaders(brokers[3])
+	alter := []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "tiercel.cluster.paused", Value: kadmString("true")}}
+	if _, err := admin(t, brokers[0].Addr()).AlterBrokerConfigs(ctx(t), alter); err != nil {
+		t.Fatal(err)
+	}
+	for _, br := range brokers {
+		brokertest.WaitFor(t, "every partition parked", func() bool { return parkedEverywhere(t, br.Addr(), "spread") })
+	}
+	for _, br := range brokers {
+		br.Close()
+	}
+
+	// Brokers 1, 3, 4 on empty disks; 1 first, alone, seeding the others.
+	var fresh []*brokertest.Broker
+	for _, id := range []int{1, 3, 4} {
+		s := append([]string{fmt.Sprintf("node.id=%d", id), "tiercel.gossip.listener=127.0.0.1:0", "tiercel.gossip.local=true",
+			"tiercel.metadata.poll.ms=100", "tiercel.leader.rebalance.join.delay.ms=200"}, each(id)...)
+		if len(fresh) > 0 {
+			s = append(s, "tiercel.gossip.seeds="+fresh[0].GossipAddr())
+		}
+		fresh = append(fresh, brokertest.StartWithBucket(t, t.TempDir(), bucket, s...))
+	}
+	brokertest.WaitFor(t, "every partition adopted", func() bool {
+		for _, l := range leaders(fresh[2]) {
+			if l < 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for p, l := range leaders(fresh[2]) {
+		if placed[p] == 2 && l != 1 {
+			t.Fatalf("partition %d of broker 2 (east) adopted by broker %d (%s), want broker 1 (east)", p, l, region[l])
+		}
+		if placed[p] != 2 && l != placed[p] {
+			t.Fatalf("partition %d adopted by %d, not by its preferred leader %d", p, l, placed[p])
 		}
 	}
 }

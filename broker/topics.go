@@ -57,7 +57,8 @@ func (b *Broker) loadTopics() error {
 	// Registered before leading anything: a takeover of an earlier
 	// incarnation (its lease revoked) whose entry lands after this one is
 	// skipped (metalog.SetLeader.ExpectIncarnation).
-	reg := metalog.Op{RegisterBroker: &metalog.RegisterBroker{ID: b.nodeID, Incarnation: b.incarnation}}
+	reg := metalog.Op{RegisterBroker: &metalog.RegisterBroker{ID: b.nodeID, Incarnation: b.incarnation,
+		Rack: b.cfg.Get("broker.rack"), Region: b.cfg.Get("tiercel.region")}}
 	if _, _, err := b.meta.log.Append(ctx, []metalog.Op{reg}); err != nil {
 		return fmt.Errorf("registering broker %d in the metadata log: %w", b.nodeID, err)
 	}

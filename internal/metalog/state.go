@@ -7,6 +7,7 @@ package metalog
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 )
 
@@ -51,6 +52,9 @@ type State struct {
 	ClusterID string            `json:"clusterId,omitempty"`
 	Topics    map[string]*Topic `json:"topics"`
 	Brokers   map[int32]string  `json:"brokers"` // id -> incarnation
+	// Places are the rack and region each broker registered last: where
+	// leadership stays when a broker that is not live is replaced.
+	Places map[int32]BrokerPlace `json:"places,omitempty"`
 	// BrokerConfigs are the cluster-wide dynamic broker configs
 	// (IncrementalAlterConfigs on the default broker resource).
 	BrokerConfigs map[string]string `json:"brokerConfigs,omitempty"`
@@ -192,10 +196,19 @@ type SetLeader struct {
 	ExpectIncarnation string `json:"expectIncarnation,omitempty"`
 }
 
-// RegisterBroker records a broker id's current incarnation.
+// RegisterBroker records a broker id's current incarnation, and where it
+// runs.
 type RegisterBroker struct {
 	ID          int32  `json:"id"`
 	Incarnation string `json:"incarnation"`
+	Rack        string `json:"rack,omitempty"`
+	Region      string `json:"region,omitempty"`
+}
+
+// BrokerPlace is where a registered broker runs.
+type BrokerPlace struct {
+	Rack   string `json:"rack,omitempty"`
+	Region string `json:"region,omitempty"`
 }
 
 // Entry is one numbered log entry.
@@ -361,7 +374,12 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 		case op.CancelMove != nil:
 			delete(s.Topics[op.CancelMove.Topic].Moves, op.CancelMove.Partition)
 		case op.RegisterBroker != nil:
-			s.Brokers[op.RegisterBroker.ID] = op.RegisterBroker.Incarnation
+			r := op.RegisterBroker
+			s.Brokers[r.ID] = r.Incarnation
+			if s.Places == nil {
+				s.Places = map[int32]BrokerPlace{}
+			}
+			s.Places[r.ID] = BrokerPlace{Rack: r.Rack, Region: r.Region}
 		case op.AllocateBrokerID != nil:
 			id := max(s.NextBrokerID, op.AllocateBrokerID.Min)
 			for s.Brokers[id] != "" {
@@ -397,6 +415,9 @@ func (s *State) Clone() State {
 	}
 	for w, start := range s.ProducerBlocks {
 		c.ProducerBlocks[w] = start
+	}
+	if s.Places != nil {
+		c.Places = maps.Clone(s.Places)
 	}
 	return c
 }

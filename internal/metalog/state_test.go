@@ -52,6 +52,10 @@ func TestApplyTranscript(t *testing.T) {
 	step([]Op{{SetLeader: &SetLeader{Topic: "inc", Partition: 0, Leader: 8, Expect: Leader{Broker: 7}, ExpectIncarnation: "old"}}}, true)
 	step([]Op{{RegisterBroker: &RegisterBroker{ID: 7, Incarnation: "new"}}, {SetLeader: &SetLeader{Topic: "inc", Partition: 1, Leader: 8, Expect: Leader{Broker: 7}, ExpectIncarnation: "old"}}}, true, false)
 	step([]Op{{DeleteTopic: &DeleteTopic{Name: "inc", ID: "I"}}}, true)
+	step([]Op{{RegisterBroker: &RegisterBroker{ID: 7, Incarnation: "newer", Rack: "r1", Region: "east"}}}, true)
+	if p := s.Clone().Places[7]; p != (BrokerPlace{Rack: "r1", Region: "east"}) || s.Brokers[7] != "newer" {
+		t.Fatalf("broker 7 registered as %q at %+v", s.Brokers[7], p)
+	}
 	// Broker ids allocated from Min, never one registered already.
 	step([]Op{{AllocateBrokerID: &AllocateBrokerID{Incarnation: "i1", Min: 1001}}, {AllocateBrokerID: &AllocateBrokerID{Incarnation: "i2", Min: 1001}}, {AllocateBrokerID: &AllocateBrokerID{Min: 1001}}}, true, true, false)
 	if s.AllocatedBrokerID("i1") != 1001 || s.AllocatedBrokerID("i2") != 1002 || s.AllocatedBrokerID("i3") != -1 {
@@ -63,7 +67,7 @@ func TestApplyTranscript(t *testing.T) {
 	}
 	step([]Op{{DeleteTopic: &DeleteTopic{Name: "a", ID: "other"}}}, false) // another incarnation of the name
 	step([]Op{{DeleteTopic: &DeleteTopic{Name: "a", ID: "A"}}, {RegisterBroker: &RegisterBroker{ID: 3, Incarnation: "x"}}}, true, true)
-	if len(s.Topics) != 0 || s.Brokers[3] != "x" || s.Seq != 15 {
+	if len(s.Topics) != 0 || s.Brokers[3] != "x" || s.Seq != 16 {
 		t.Fatalf("state %+v", s)
 	}
 	if err := s.Check(Op{SetLeader: &SetLeader{Topic: "a"}}); !errors.Is(err, ErrNotFound) {
