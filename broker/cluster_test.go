@@ -195,20 +195,8 @@ func TestGracefulHandoff(t *testing.T) {
 		})
 	}
 	p := client(t, brokers[0].Addr(), kgo.DefaultProduceTopic("moving"))
-	sent := map[int32][]string{}
-	produce := func(from, to int) {
-		var recs []*kgo.Record
-		for i := from; i < to; i++ {
-			recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprint(i))})
-		}
-		if err := p.ProduceSync(ctx(t), recs...).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range recs {
-			sent[r.Partition] = append(sent[r.Partition], string(r.Value))
-		}
-	}
-	produce(0, 300)
+	sent := sentLog{}
+	sent.produce(t, p, 0, 300)
 
 	brokers[2].Close()
 	resp := metadataOf(t, brokers[0].Addr())
@@ -229,21 +217,62 @@ func TestGracefulHandoff(t *testing.T) {
 			t.Fatalf("%d partitions at epoch 1, want broker 3's 2", moved)
 		}
 	}
-	produce(300, 600)
+	sent.produce(t, p, 300, 600)
+	sent.check(t, consume(t, brokers[1].Addr(), "moving", 600))
+}
 
-	got := consume(t, brokers[1].Addr(), "moving", 600)
+// sentLog is what a test produced, by partition.
+type sentLog map[int32][]string
+
+// produce writes the values from..to-1, each keyed by itself, through p.
+func (s sentLog) produce(t *testing.T, p *kgo.Client, from, to int) {
+	t.Helper()
+	var recs []*kgo.Record
+	for i := from; i < to; i++ {
+		recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprint(i))})
+	}
+	if err := p.ProduceSync(ctx(t), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		s[r.Partition] = append(s[r.Partition], string(r.Value))
+	}
+}
+
+// check fails unless got holds exactly what was sent, in order per
+// partition.
+func (s sentLog) check(t *testing.T, got []*kgo.Record) {
+	t.Helper()
 	received := map[int32][]string{}
 	for _, r := range got {
 		received[r.Partition] = append(received[r.Partition], string(r.Value))
 	}
-	for part, want := range sent {
+	n := 0
+	for part, want := range s {
+		n += len(want)
 		if fmt.Sprint(received[part]) != fmt.Sprint(want) {
 			t.Fatalf("partition %d: consumed %v, produced %v", part, received[part], want)
 		}
 	}
-	if len(got) != 600 {
-		t.Fatalf("consumed %d records, produced 600", len(got))
+	if len(got) != n {
+		t.Fatalf("consumed %d records, produced %d", len(got), n)
 	}
+}
+
+// leadersOf is each partition's leader of topic in the answer of the
+// broker at addr (nil if it does not know the topic).
+func leadersOf(t *testing.T, addr, topic string) []int32 {
+	t.Helper()
+	for _, tp := range metadataOf(t, addr).Topics {
+		if *tp.Topic == topic {
+			out := make([]int32, len(tp.Partitions))
+			for _, p := range tp.Partitions {
+				out[p.Partition] = p.Leader
+			}
+			return out
+		}
+	}
+	return nil
 }
 
 // TestReassignAndElect: AlterPartitionReassignments moves a partition's

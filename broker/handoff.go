@@ -106,12 +106,7 @@ func (b *Broker) handOffPartitions(ctx context.Context, moves []partitionMove) {
 		b.logger.Error("handoff: committing the new leaders failed; the partitions stay here", "err", err)
 		return
 	}
-	moved := 0
-	for _, d := range done {
-		if d {
-			moved++
-		}
-	}
+	moved := applied(done)
 	b.logger.Info("handed partitions over to other brokers", "partitions", moved, "took", time.Since(start).Round(time.Millisecond))
 }
 

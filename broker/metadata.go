@@ -174,6 +174,17 @@ func (b *Broker) appendMeta(ctx context.Context, ops ...metalog.Op) ([]bool, err
 	return done, b.reconcile(ctx, false)
 }
 
+// applied counts the ops of an entry that took effect.
+func applied(done []bool) int {
+	n := 0
+	for _, d := range done {
+		if d {
+			n++
+		}
+	}
+	return n
+}
+
 // commitMeta appends ops under meta.mu with a minute's deadline and
 // reconciles (appendMeta), for a change that needs no check of the state
 // under the same lock.

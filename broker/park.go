@@ -115,11 +115,6 @@ func (b *Broker) adoptParked() {
 		b.logger.Warn("adopting parked partitions; trying again", "err", err)
 		return
 	}
-	n := 0
-	for _, d := range done {
-		if d {
-			n++
-		}
-	}
+	n := applied(done)
 	b.logger.Info("adopted parked partitions from the bucket", "partitions", n)
 }

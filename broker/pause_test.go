@@ -1,7 +1,6 @@
 package broker_test
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -69,21 +68,8 @@ func TestPauseResumeOntoEmptyDisks(t *testing.T) {
 	create(t, adm, "parked", 6, nil)
 
 	p := client(t, brokers[1].Addr(), kgo.DefaultProduceTopic("parked"))
-	sent := map[int32][]string{}
-	produce := func(p *kgo.Client, from, to int) {
-		t.Helper()
-		var recs []*kgo.Record
-		for i := from; i < to; i++ {
-			recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprint(i))})
-		}
-		if err := p.ProduceSync(ctx(t), recs...).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range recs {
-			sent[r.Partition] = append(sent[r.Partition], string(r.Value))
-		}
-	}
-	produce(p, 0, 600)
+	sent := sentLog{}
+	sent.produce(t, p, 0, 600)
 	p.Close()
 
 	// The group has read half of each partition.
@@ -126,18 +112,8 @@ func TestPauseResumeOntoEmptyDisks(t *testing.T) {
 	if v := pausedValue(t, adm); v != "" && v != "false" {
 		t.Fatalf("tiercel.cluster.paused = %q after brokers started: still paused", v)
 	}
-	produce(client(t, fresh[0].Addr(), kgo.DefaultProduceTopic("parked")), 600, 900)
-
-	got := consume(t, fresh[1].Addr(), "parked", 900)
-	received := map[int32][]string{}
-	for _, r := range got {
-		received[r.Partition] = append(received[r.Partition], string(r.Value))
-	}
-	for part, want := range sent {
-		if fmt.Sprint(received[part]) != fmt.Sprint(want) {
-			t.Fatalf("partition %d after resume: consumed %v, produced %v", part, received[part], want)
-		}
-	}
+	sent.produce(t, client(t, fresh[0].Addr(), kgo.DefaultProduceTopic("parked")), 600, 900)
+	sent.check(t, consume(t, fresh[1].Addr(), "parked", 900))
 
 	// The group goes on from its committed offsets: only the unread half
 	// and the new records.

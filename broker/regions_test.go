@@ -20,18 +20,7 @@ func TestRegionsPlaceAndKeepLeaders(t *testing.T) {
 		return []string{"tiercel.region=" + region[int32(id)]}
 	})
 	create(t, admin(t, brokers[0].Addr()), "spread", 8, nil)
-	leaders := func() []int32 {
-		for _, tp := range metadataOf(t, brokers[3].Addr()).Topics {
-			if *tp.Topic == "spread" {
-				out := make([]int32, len(tp.Partitions))
-				for _, p := range tp.Partitions {
-					out[p.Partition] = p.Leader
-				}
-				return out
-			}
-		}
-		return nil
-	}
+	leaders := func() []int32 { return leadersOf(t, brokers[3].Addr(), "spread") }
 	brokertest.WaitFor(t, "the topic everywhere", func() bool { return len(leaders()) == 8 })
 	placed := leaders()
 	count := map[int32]int{}
@@ -74,18 +63,7 @@ func TestParkedPartitionsStayInRegion(t *testing.T) {
 	each := func(id int) []string { return []string{"tiercel.region=" + region[int32(id)]} }
 	brokers := startClusterWith(t, bucket, 4, each, "tiercel.leader.rebalance.join.delay.ms=200")
 	create(t, admin(t, brokers[0].Addr()), "spread", 8, nil)
-	leaders := func(br *brokertest.Broker) []int32 {
-		for _, tp := range metadataOf(t, br.Addr()).Topics {
-			if *tp.Topic == "spread" {
-				out := make([]int32, len(tp.Partitions))
-				for _, p := range tp.Partitions {
-					out[p.Partition] = p.Leader
-				}
-				return out
-			}
-		}
-		return nil
-	}
+	leaders := func(br *brokertest.Broker) []int32 { return leadersOf(t, br.Addr(), "spread") }
 	brokertest.WaitFor(t, "the topic everywhere", func() bool { return len(leaders(brokers[3])) == 8 })
 	placed := leaders(brokers[3])
 	alter := []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "tiercel.cluster.paused", Value: kadmString("true")}}

@@ -191,12 +191,7 @@ func (b *Broker) moveOrphans(ctx context.Context, gone int32, parts []metalog.Se
 		b.logger.Error("unclean leader election: committing new leaders failed; trying again", "broker", gone, "err", err)
 		return
 	}
-	moved := 0
-	for _, d := range done {
-		if d {
-			moved++
-		}
-	}
+	moved := applied(done)
 	b.logger.Warn("unclean leader election: a broker's lease expired; its partitions resume from the object store on live brokers, and what it had not tiered is lost",
 		"broker", gone, "partitions", moved, "to", targets)
 }
