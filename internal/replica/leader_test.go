@@ -1,0 +1,91 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestLeaderTranscript: the watermark follows the slowest replica of the
+// maximal ISR; a lagging follower is proposed out and holds the watermark
+// back until its removal is committed; a caught-up one is proposed back
+// in; min.insync.replicas refuses produces; bad fetches are errors.
+func TestLeaderTranscript(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	l := NewLeader(Config{LagTime: ms(100), MinISR: 2}, 1, 5, []int32{1, 2, 3}, []int32{1, 2, 3}, 10, 10, 0)
+	l.Appended(20)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(l.Fetched(2, 20, ms(10)))
+	must(l.Fetched(3, 15, ms(10)))
+	if l.HighWatermark() != 15 {
+		t.Fatalf("hw %d, want 15 (replica 3's end)", l.HighWatermark())
+	}
+	if _, ok := l.Propose(ms(50)); ok {
+		t.Fatal("a proposal before anyone lagged for 100 ms")
+	}
+	must(l.Fetched(2, 20, ms(150)))
+	isr, ok := l.Propose(ms(150))
+	if !ok || fmt.Sprint(isr) != "[1 2]" {
+		t.Fatalf("proposal %v %v, want [1 2]: replica 3 last caught up at 0", isr, ok)
+	}
+	must(l.Fetched(2, 20, ms(160)))
+	if l.HighWatermark() != 15 {
+		t.Fatalf("hw %d before the shrink is committed, want 15", l.HighWatermark())
+	}
+	l.Committed(isr)
+	if l.HighWatermark() != 20 {
+		t.Fatalf("hw %d after the shrink, want 20", l.HighWatermark())
+	}
+	must(l.Fetched(3, 20, ms(170)))
+	if isr, ok := l.Propose(ms(170)); !ok || fmt.Sprint(isr) != "[1 2 3]" {
+		t.Fatalf("proposal %v %v, want replica 3 back", isr, ok)
+	}
+	l.Rejected()
+	l.Committed([]int32{1})
+	if err := l.CheckProduce(); !errors.Is(err, ErrNotEnoughReplicas) {
+		t.Fatalf("produce with an ISR of 1 and min.insync.replicas 2: %v", err)
+	}
+	if err := l.Fetched(9, 0, ms(200)); !errors.Is(err, ErrUnknownReplica) {
+		t.Fatalf("fetch by a broker that is no replica: %v", err)
+	}
+	if err := l.Fetched(2, 21, ms(200)); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("fetch past the log end: %v", err)
+	}
+	if l.HighWatermark() != 20 {
+		t.Fatalf("hw went to %d", l.HighWatermark())
+	}
+}
+
+// TestTruncation: OffsetForLeaderEpoch answers and the truncation they
+// lead to, including the round that must ask again.
+func TestTruncation(t *testing.T) {
+	leader := []EpochStart{{0, 0}, {1, 158}, {3, 159}}
+	for _, c := range []struct {
+		epoch   int32
+		wantE   int32
+		wantEnd int64
+	}{{0, 0, 158}, {1, 1, 159}, {2, 1, 159}, {3, 3, 200}, {9, 3, 200}, {-1, -1, -1}} {
+		if e, end := EndOffsetFor(leader, 200, c.epoch); e != c.wantE || end != c.wantEnd {
+			t.Errorf("EndOffsetFor(%d) = %d, %d; want %d, %d", c.epoch, e, end, c.wantE, c.wantEnd)
+		}
+	}
+	follower := []EpochStart{{0, 0}, {2, 161}}
+	// Asked for epoch 2, told (1, 159): the follower has no epoch 1, keeps
+	// its epoch 0 (to 161) and asks again.
+	if to, done := TruncationOffset(follower, 163, 100, 1, 159); to != 161 || done {
+		t.Fatalf("first round: %d %v, want 161 and ask again", to, done)
+	}
+	// Asked for epoch 0, told (0, 158): done at 158.
+	if to, done := TruncationOffset(follower[:1], 161, 100, 0, 158); to != 158 || !done {
+		t.Fatalf("second round: %d %v, want 158, done", to, done)
+	}
+	if to, done := TruncationOffset(follower, 163, 100, -1, -1); to != 100 || !done {
+		t.Fatalf("no common epoch: %d %v, want the high watermark 100", to, done)
+	}
+}
