@@ -8,6 +8,7 @@ package metalog
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 )
 
@@ -31,6 +32,11 @@ type Topic struct {
 	// Preferred is each partition's preferred leader: where it was placed
 	// (ElectLeaders moves it back there).
 	Preferred []int32 `json:"preferred,omitempty"`
+	// Replicas and ISR are each partition's replica assignment and
+	// in-sync replicas, for topics created with more than one replica
+	// (issue 8); nil for replication factor 1 (the leader alone).
+	Replicas [][]int32 `json:"replicas,omitempty"`
+	ISR      [][]int32 `json:"isr,omitempty"`
 	// Moves are requested leadership moves not done yet: partition ->
 	// target broker. The current leader carries them out (roll, upload,
 	// SetLeader), which clears them.
@@ -77,6 +83,23 @@ func NewState() State {
 // Partitions is a topic's partition count.
 func (t *Topic) Partitions() int32 { return int32(len(t.Leaders)) }
 
+// ReplicasOf is partition p's replicas (its leader alone when the topic
+// has one replica).
+func (t *Topic) ReplicasOf(p int32) []int32 {
+	if int(p) < len(t.Replicas) {
+		return t.Replicas[p]
+	}
+	return []int32{t.Leaders[p].Broker}
+}
+
+// ISROf is partition p's in-sync replicas.
+func (t *Topic) ISROf(p int32) []int32 {
+	if int(p) < len(t.ISR) {
+		return t.ISR[p]
+	}
+	return []int32{t.Leaders[p].Broker}
+}
+
 // Op is one change; exactly one field is set.
 type Op struct {
 	InitCluster         *InitCluster         `json:"initCluster,omitempty"`
@@ -91,6 +114,20 @@ type Op struct {
 	CancelMove          *CancelMove          `json:"cancelMove,omitempty"`
 	RegisterBroker      *RegisterBroker      `json:"registerBroker,omitempty"`
 	AllocateBrokerID    *AllocateBrokerID    `json:"allocateBrokerId,omitempty"`
+	SetISR              *SetISR              `json:"setIsr,omitempty"`
+}
+
+// SetISR changes a replicated partition's in-sync replicas, if it is
+// still led by Expect with ExpectISR in sync (Kafka's AlterPartition: only
+// the leader proposes, one change at a time, and a change made against a
+// stale view is skipped). The ISR must hold the leader and only replicas.
+type SetISR struct {
+	Topic     string  `json:"topic"`
+	ID        string  `json:"id"`
+	Partition int32   `json:"partition"`
+	Expect    Leader  `json:"expect"`
+	ExpectISR []int32 `json:"expectIsr"`
+	ISR       []int32 `json:"isr"`
 }
 
 // AllocateBrokerID gives a starting broker with no configured id the next
@@ -142,6 +179,8 @@ type AddPartitions struct {
 	ID      string  `json:"id"`
 	From    int32   `json:"from"`
 	Leaders []int32 `json:"leaders"`
+	// Replicas of each new partition: required for a replicated topic.
+	Replicas [][]int32 `json:"replicas,omitempty"`
 }
 
 // SetTopicConfigs replaces topic Name's config overrides, if it still has
@@ -170,6 +209,9 @@ type CreateTopic struct {
 	ID      string            `json:"id"`
 	Leaders []int32           `json:"leaders"`
 	Configs map[string]string `json:"configs,omitempty"`
+	// Replicas, for more than one replica: each partition's replicas,
+	// its leader among them; all start in sync.
+	Replicas [][]int32 `json:"replicas,omitempty"`
 }
 
 // DeleteTopic removes a topic, if it still has this id.
@@ -241,6 +283,14 @@ func (s *State) Check(op Op) error {
 		if len(a.Leaders) == 0 {
 			return fmt.Errorf("%w: no partitions to add to %q", ErrInvalid, a.Name)
 		}
+		if (len(t.Replicas) > 0) != (a.Replicas != nil) || a.Replicas != nil && len(a.Replicas) != len(a.Leaders) {
+			return fmt.Errorf("%w: partitions added to %q need replicas exactly when it has more than one", ErrInvalid, a.Name)
+		}
+		for p, rs := range a.Replicas {
+			if !slices.Contains(rs, a.Leaders[p]) || hasDuplicates(rs) {
+				return fmt.Errorf("%w: new partition of %q: replicas %v with leader %d", ErrInvalid, a.Name, rs, a.Leaders[p])
+			}
+		}
 	case op.SetTopicConfigs != nil:
 		c := op.SetTopicConfigs
 		if t := s.Topics[c.Name]; t == nil || t.ID != c.ID {
@@ -259,6 +309,16 @@ func (s *State) Check(op Op) error {
 		if len(c.Leaders) == 0 || c.ID == "" {
 			return fmt.Errorf("%w: topic %q with %d partitions and id %q", ErrInvalid, c.Name, len(c.Leaders), c.ID)
 		}
+		if c.Replicas != nil {
+			if len(c.Replicas) != len(c.Leaders) {
+				return fmt.Errorf("%w: topic %q with %d partitions and %d replica lists", ErrInvalid, c.Name, len(c.Leaders), len(c.Replicas))
+			}
+			for p, rs := range c.Replicas {
+				if !slices.Contains(rs, c.Leaders[p]) || hasDuplicates(rs) {
+					return fmt.Errorf("%w: partition %d of %q: replicas %v with leader %d", ErrInvalid, p, c.Name, rs, c.Leaders[p])
+				}
+			}
+		}
 	case op.DeleteTopic != nil:
 		t := s.Topics[op.DeleteTopic.Name]
 		if t == nil || t.ID != op.DeleteTopic.ID {
@@ -272,6 +332,9 @@ func (s *State) Check(op Op) error {
 		}
 		if l.Leader < Parked {
 			return fmt.Errorf("%w: leader %d for %s-%d", ErrInvalid, l.Leader, l.Topic, l.Partition)
+		}
+		if len(t.Replicas) > 0 && l.Leader != Parked && !slices.Contains(t.ISR[l.Partition], l.Leader) {
+			return fmt.Errorf("%w: broker %d is not in the ISR %v of %s-%d", ErrInvalid, l.Leader, t.ISR[l.Partition], l.Topic, l.Partition)
 		}
 		if inc := s.Brokers[l.Expect.Broker]; l.ExpectIncarnation != "" && inc != "" && inc != l.ExpectIncarnation {
 			return fmt.Errorf("%w: broker %d registered incarnation %s after %s's lease was revoked", ErrStale, l.Expect.Broker, inc, l.ExpectIncarnation)
@@ -291,6 +354,19 @@ func (s *State) Check(op Op) error {
 		}
 		if m.To < 0 || m.To == m.Expect.Broker {
 			return fmt.Errorf("%w: move %s-%d to broker %d", ErrInvalid, m.Topic, m.Partition, m.To)
+		}
+	case op.SetISR != nil:
+		c := op.SetISR
+		t := s.Topics[c.Topic]
+		if t == nil || t.ID != c.ID || c.Partition < 0 || c.Partition >= t.Partitions() || len(t.Replicas) == 0 {
+			return fmt.Errorf("%w: replicated partition %s-%d", ErrNotFound, c.Topic, c.Partition)
+		}
+		if t.Leaders[c.Partition] != c.Expect || !slices.Equal(t.ISR[c.Partition], c.ExpectISR) {
+			return fmt.Errorf("%w: %s-%d changed leader or ISR", ErrStale, c.Topic, c.Partition)
+		}
+		rs := t.Replicas[c.Partition]
+		if !slices.Contains(c.ISR, c.Expect.Broker) || hasDuplicates(c.ISR) || slices.ContainsFunc(c.ISR, func(r int32) bool { return !slices.Contains(rs, r) }) {
+			return fmt.Errorf("%w: ISR %v of %s-%d (replicas %v, leader %d)", ErrInvalid, c.ISR, c.Topic, c.Partition, rs, c.Expect.Broker)
 		}
 	case op.CancelMove != nil:
 		c := op.CancelMove
@@ -341,6 +417,10 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 			for _, b := range op.AddPartitions.Leaders {
 				t.Leaders = append(t.Leaders, Leader{Broker: b})
 			}
+			if a := op.AddPartitions.Replicas; a != nil {
+				t.Replicas = append(t.Replicas, cloneLists(a)...)
+				t.ISR = append(t.ISR, cloneLists(a)...)
+			}
 		case op.SetTopicConfigs != nil:
 			s.Topics[op.SetTopicConfigs.Name].Configs = op.SetTopicConfigs.Configs
 		case op.SetBrokerConfigs != nil:
@@ -356,6 +436,9 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 			t := &Topic{Name: c.Name, ID: c.ID, Configs: c.Configs, Preferred: append([]int32(nil), c.Leaders...)}
 			for _, b := range c.Leaders {
 				t.Leaders = append(t.Leaders, Leader{Broker: b})
+			}
+			if c.Replicas != nil {
+				t.Replicas, t.ISR = cloneLists(c.Replicas), cloneLists(c.Replicas) // all in sync at first
 			}
 			s.Topics[c.Name] = t
 		case op.DeleteTopic != nil:
@@ -373,6 +456,8 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 			t.Moves[op.RequestMove.Partition] = op.RequestMove.To
 		case op.CancelMove != nil:
 			delete(s.Topics[op.CancelMove.Topic].Moves, op.CancelMove.Partition)
+		case op.SetISR != nil:
+			s.Topics[op.SetISR.Topic].ISR[op.SetISR.Partition] = slices.Clone(op.SetISR.ISR)
 		case op.RegisterBroker != nil:
 			r := op.RegisterBroker
 			s.Brokers[r.ID] = r.Incarnation
@@ -402,6 +487,7 @@ func (s *State) Clone() State {
 		ct := *t
 		ct.Leaders = append([]Leader(nil), t.Leaders...)
 		ct.Preferred = append([]int32(nil), t.Preferred...)
+		ct.Replicas, ct.ISR = cloneLists(t.Replicas), cloneLists(t.ISR)
 		if t.Moves != nil {
 			ct.Moves = make(map[int32]int32, len(t.Moves))
 			for p, to := range t.Moves {
@@ -420,6 +506,23 @@ func (s *State) Clone() State {
 		c.Places = maps.Clone(s.Places)
 	}
 	return c
+}
+
+func cloneLists(ls [][]int32) [][]int32 {
+	if ls == nil {
+		return nil
+	}
+	out := make([][]int32, len(ls))
+	for i, l := range ls {
+		out[i] = slices.Clone(l)
+	}
+	return out
+}
+
+func hasDuplicates(ids []int32) bool {
+	s := slices.Clone(ids)
+	slices.Sort(s)
+	return len(slices.Compact(s)) != len(ids)
 }
 
 // TopicNames lists the topics in order.

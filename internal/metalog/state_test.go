@@ -235,3 +235,46 @@ func TestSnapshotsKeepNewestTwo(t *testing.T) {
 		t.Fatalf("snapshots %v, %d entries; want the snapshots of 3 and 4 and every entry", snaps, len(entries))
 	}
 }
+
+// TestApplyReplication: replica assignments and ISR changes (issue 8):
+// only the current leader's change against the current ISR applies, the
+// ISR holds the leader and only replicas, and a leader is elected from
+// the ISR (or parked).
+func TestApplyReplication(t *testing.T) {
+	s := NewState()
+	step := func(op Op, want bool) {
+		t.Helper()
+		done, err := s.Apply(Entry{Seq: s.Seq + 1, Ops: []Op{op}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done[0] != want {
+			t.Fatalf("entry %d applied = %v, want %v: %v", s.Seq, done[0], want, s.Check(op))
+		}
+	}
+	step(Op{CreateTopic: &CreateTopic{Name: "r", ID: "R", Leaders: []int32{1, 2}, Replicas: [][]int32{{1, 2, 3}, {2, 3}}}}, true)
+	step(Op{CreateTopic: &CreateTopic{Name: "bad", ID: "B", Leaders: []int32{1}, Replicas: [][]int32{{2, 3}}}}, false)    // leader not a replica
+	step(Op{CreateTopic: &CreateTopic{Name: "bad", ID: "B", Leaders: []int32{1}, Replicas: [][]int32{{1, 1}}}}, false)    // a replica twice
+	step(Op{CreateTopic: &CreateTopic{Name: "bad", ID: "B", Leaders: []int32{1, 2}, Replicas: [][]int32{{1, 2}}}}, false) // lists missing
+	tp := s.Topics["r"]
+	if fmt.Sprint(tp.ISROf(0), tp.ReplicasOf(1)) != "[1 2 3] [2 3]" {
+		t.Fatalf("isr %v replicas %v", tp.ISR, tp.Replicas)
+	}
+	lead := Leader{Broker: 1}
+	step(Op{SetISR: &SetISR{Topic: "r", ID: "R", Partition: 0, Expect: lead, ExpectISR: []int32{1, 2, 3}, ISR: []int32{1, 2}}}, true)
+	step(Op{SetISR: &SetISR{Topic: "r", ID: "R", Partition: 0, Expect: lead, ExpectISR: []int32{1, 2, 3}, ISR: []int32{1}}}, false)           // stale ISR
+	step(Op{SetISR: &SetISR{Topic: "r", ID: "R", Partition: 0, Expect: Leader{Broker: 2}, ExpectISR: []int32{1, 2}, ISR: []int32{2}}}, false) // not the leader
+	step(Op{SetISR: &SetISR{Topic: "r", ID: "R", Partition: 0, Expect: lead, ExpectISR: []int32{1, 2}, ISR: []int32{2}}}, false)              // without the leader
+	step(Op{SetISR: &SetISR{Topic: "r", ID: "R", Partition: 0, Expect: lead, ExpectISR: []int32{1, 2}, ISR: []int32{1, 4}}}, false)           // not a replica
+	step(Op{SetLeader: &SetLeader{Topic: "r", Partition: 0, Leader: 3, Expect: lead}}, false)                                                 // out of sync
+	step(Op{SetLeader: &SetLeader{Topic: "r", Partition: 0, Leader: 2, Expect: lead}}, true)
+	if l := s.Topics["r"].Leaders[0]; l != (Leader{Broker: 2, Epoch: 1}) {
+		t.Fatalf("leader %+v", l)
+	}
+	step(Op{AddPartitions: &AddPartitions{Name: "r", ID: "R", From: 2, Leaders: []int32{3}}}, false) // replicas required
+	step(Op{AddPartitions: &AddPartitions{Name: "r", ID: "R", From: 2, Leaders: []int32{3}, Replicas: [][]int32{{3, 1}}}}, true)
+	if fmt.Sprint(s.Clone().Topics["r"].ISROf(2)) != "[3 1]" {
+		t.Fatalf("new partition's ISR %v", s.Topics["r"].ISR)
+	}
+	step(Op{SetISR: &SetISR{Topic: "plain", Partition: 0}}, false) // no such replicated partition
+}
