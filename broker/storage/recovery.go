@@ -230,7 +230,12 @@ func trimTimes(ts []timeEntry, base, rp int64) []timeEntry {
 // CRCs of batches at or above verifyFrom. It returns the position where
 // valid data ends.
 func (l *Log) scan(s *segment, from int64, verifyFrom int64, replayFrom int64) (int64, error) {
-	r := bufio.NewReaderSize(io.NewSectionReader(s.file, from, s.size-from), 1<<20)
+	if from >= s.size {
+		return from, nil // nothing to read (a new or empty segment)
+	}
+	// Up to 1 MiB at a time, no bigger than what there is: opening
+	// thousands of small or empty logs must not allocate a MiB each.
+	r := bufio.NewReaderSize(io.NewSectionReader(s.file, from, s.size-from), int(min(1<<20, s.size-from)))
 	pos := from
 	var hdr [recordbatch.HeaderSize]byte
 	var body []byte
