@@ -11,7 +11,7 @@ export AWS_EC2_METADATA_DISABLED = true
 FUZZTIME    ?= 50000x
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build run test unit fuzz tools bench bench-objstore lint clean
+.PHONY: all build run test unit race fuzz tools bench bench-objstore lint clean
 
 all: build
 
@@ -23,9 +23,10 @@ build:
 run: build
 	./$(BIN) serve --data-dir ./data --kafka-addr localhost:9092
 
-# Everything: installs the test servers, runs every test, then each fuzz
-# target briefly over its committed corpus.
-test: tools unit fuzz
+# Everything: installs the test servers, runs every test, the concurrent
+# packages again under the race detector, then each fuzz target briefly
+# over its committed corpus.
+test: tools unit race fuzz
 
 tools:
 	bash scripts/install-test-tools.sh
@@ -33,6 +34,12 @@ tools:
 unit:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# The packages whose goroutines share state, with -race (-short: the
+# seeded simulations run fewer seeds; the unit run has the full count).
+RACE_PKGS := ./broker/... ./gossip ./tiering ./internal/metalog ./internal/replica ./internal/lease
+race:
+	$(GO) test -race -short -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 
 fuzz:
 	bash scripts/fuzz.sh $(FUZZTIME)
