@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -94,6 +95,7 @@ type clusterStatus struct {
 	Leading   map[int32]int      `json:"partitions_led"`
 	Offline   []string           `json:"offline"`
 	Moving    []reassignmentView `json:"reassignments"`
+	Paused    bool               `json:"paused"`
 }
 
 type reassignmentView struct {
@@ -131,6 +133,9 @@ func clusterStatusCmd(g *Globals) *cobra.Command {
 					}
 				}
 				sort.Strings(st.Offline)
+				if st.Paused, err = isPaused(ctx, kadm.NewClient(cl)); err != nil {
+					return g.explain("cluster status: paused", err)
+				}
 				lr, err := kmsg.NewPtrListPartitionReassignmentsRequest().RequestWith(ctx, cl)
 				if err != nil {
 					return g.explain("cluster status: reassignments", err)
@@ -146,7 +151,11 @@ func clusterStatusCmd(g *Globals) *cobra.Command {
 					return printJSON(cmd.OutOrStdout(), st)
 				}
 				w := cmd.OutOrStdout()
-				fmt.Fprintf(w, "Cluster %s: %d brokers, %d offline partitions, %d reassignments in progress\n", st.ClusterID, len(st.Brokers), len(st.Offline), len(st.Moving))
+				paused := ""
+				if st.Paused {
+					paused = " (paused: partitions are parked in the object store; tiercel cluster resume, or start a broker)"
+				}
+				fmt.Fprintf(w, "Cluster %s%s: %d brokers, %d offline partitions, %d reassignments in progress\n", st.ClusterID, paused, len(st.Brokers), len(st.Offline), len(st.Moving))
 				fmt.Fprintf(w, "%-6s %-24s %-12s %s\n", "ID", "ADDRESS", "RACK", "LEADING")
 				for _, b := range st.Brokers {
 					fmt.Fprintf(w, "%-6d %-24s %-12s %d\n", b.ID, b.Addr, b.Rack, st.Leading[b.ID])

@@ -29,8 +29,21 @@ func clusterPauseCmd(g *Globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withClient(cmd.Context(), requestTimeout+wait, func(ctx context.Context, cl *kgo.Client) error {
 				adm := kadm.NewClient(cl)
-				if err := refuseOffline(ctx, adm, cl); err != nil {
-					return err
+				already, err := isPaused(ctx, adm)
+				if err != nil {
+					return g.explain("pause", err)
+				}
+				// Parking raises a partition's leader epoch; an offline
+				// partition (its broker down) has no leader either, but
+				// keeps its epoch. Epochs before, to tell them apart.
+				before, err := everyBrokersView(ctx, cl)
+				if err != nil {
+					return g.explain("pause", err)
+				}
+				if !already {
+					if offline := offlineIn(before); len(offline) > 0 {
+						return fmt.Errorf("pause: %d partitions are offline (their broker is down: start it first, so that it can upload them): %v", len(offline), offline)
+					}
 				}
 				if err := setPaused(ctx, adm, true); err != nil {
 					return g.explain("pause", err)
@@ -40,24 +53,28 @@ func clusterPauseCmd(g *Globals) *cobra.Command {
 					return g.explain("pause", err)
 				}
 				var parked, stay int
+				var waiting []string
 				err = waitLeaders(ctx, cl, func(md *kmsg.MetadataResponse) bool {
-					parked, stay = 0, 0
+					parked, stay, waiting = 0, 0, nil
 					for _, t := range md.Topics {
 						for _, p := range t.Partitions {
+							name := fmt.Sprintf("%s-%d", *t.Topic, p.Partition)
+							old, known := before[name]
 							switch {
-							case p.Leader < 0:
-								parked++
-							case local[*t.Topic]:
+							case p.Leader >= 0 && local[*t.Topic]:
 								stay++
+							case p.Leader < 0 && (!known || p.LeaderEpoch > old.LeaderEpoch || already && old.Leader < 0):
+								parked++
 							default:
-								return false
+								waiting = append(waiting, name)
 							}
 						}
 					}
-					return true
+					return len(waiting) == 0
 				})
 				if err != nil {
-					return fmt.Errorf("pause: partitions are still being parked (%w); run it again to wait more, or see tiercel cluster status", err)
+					sort.Strings(waiting)
+					return fmt.Errorf("pause: %d partitions not parked yet (%w), e.g. %v: their leader is still uploading them, or is down; see tiercel cluster status and run pause again", len(waiting), err, waiting[:min(10, len(waiting))])
 				}
 				w := cmd.OutOrStdout()
 				fmt.Fprintf(w, "cluster paused: %d partitions parked in the object store; every broker may be stopped\n", parked)
@@ -112,38 +129,62 @@ func clusterResumeCmd(g *Globals) *cobra.Command {
 	return cmd
 }
 
-// refuseOffline stops a pause while partitions are offline: their leader
-// is down, so what it had not uploaded cannot be parked, and a pause would
-// then take them for parked ones. A cluster paused already is fine.
-func refuseOffline(ctx context.Context, adm *kadm.Client, cl *kgo.Client) error {
+// everyBrokersView is each partition as the live brokers see it, asked one
+// by one (each applies the metadata and hears of failures on its own): a
+// partition any of them reports without a leader is taken as such.
+func everyBrokersView(ctx context.Context, cl *kgo.Client) (map[string]kmsg.MetadataResponseTopicPartition, error) {
+	md, err := clusterMetadata(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]kmsg.MetadataResponseTopicPartition{}
+	add := func(md *kmsg.MetadataResponse) {
+		for _, t := range md.Topics {
+			for _, p := range t.Partitions {
+				name := fmt.Sprintf("%s-%d", *t.Topic, p.Partition)
+				if old, ok := out[name]; !ok || p.Leader < 0 && old.Leader >= 0 {
+					out[name] = p
+				}
+			}
+		}
+	}
+	add(md)
+	for _, b := range md.Brokers {
+		resp, err := cl.Broker(int(b.NodeID)).Request(ctx, kmsg.NewPtrMetadataRequest())
+		if err != nil {
+			return nil, err
+		}
+		add(resp.(*kmsg.MetadataResponse))
+	}
+	return out, nil
+}
+
+// offlineIn names the partitions without a leader.
+func offlineIn(view map[string]kmsg.MetadataResponseTopicPartition) []string {
+	var offline []string
+	for name, p := range view {
+		if p.Leader < 0 {
+			offline = append(offline, name)
+		}
+	}
+	sort.Strings(offline)
+	return offline
+}
+
+// isPaused reads the cluster-wide paused config.
+func isPaused(ctx context.Context, adm *kadm.Client) (bool, error) {
 	rcs, err := adm.DescribeBrokerConfigs(ctx)
 	if err != nil {
-		return fmt.Errorf("pause: %w", err)
+		return false, err
 	}
 	for _, rc := range rcs {
 		for _, c := range rc.Configs {
 			if c.Key == pausedConfig && c.MaybeValue() == "true" {
-				return nil
+				return true, nil
 			}
 		}
 	}
-	md, err := clusterMetadata(ctx, cl)
-	if err != nil {
-		return fmt.Errorf("pause: %w", err)
-	}
-	var offline []string
-	for _, t := range md.Topics {
-		for _, p := range t.Partitions {
-			if p.Leader < 0 {
-				offline = append(offline, fmt.Sprintf("%s-%d", *t.Topic, p.Partition))
-			}
-		}
-	}
-	if len(offline) > 0 {
-		sort.Strings(offline)
-		return fmt.Errorf("pause: %d partitions are offline (their broker is down: start it first, so that it can upload them): %v", len(offline), offline)
-	}
-	return nil
+	return false, nil
 }
 
 // setPaused sets or deletes the cluster-wide paused config.

@@ -86,6 +86,28 @@ func TestClusterCLI(t *testing.T) {
 		t.Fatalf("after the preferred election every broker should lead 2 partitions again: %v", l)
 	}
 
+	// Pause parks every partition (status says so), resume brings them back.
+	if out, err := tiercel("cluster", "pause", "--wait", "20s"); err != nil || !strings.Contains(out, "6 partitions parked") {
+		t.Fatalf("pause: %v\n%s", err, out)
+	}
+	var paused struct {
+		Paused  bool     `json:"paused"`
+		Offline []string `json:"offline"`
+	}
+	if out, err := tiercel("cluster", "status", "-o", "json"); err != nil || json.Unmarshal([]byte(out), &paused) != nil || !paused.Paused || len(paused.Offline) != 6 {
+		t.Fatalf("status while paused: %v\n%s", err, out)
+	}
+	if out, err := tiercel("cluster", "resume", "--wait", "20s"); err != nil || !strings.Contains(out, "cluster resumed: done") {
+		t.Fatalf("resume: %v\n%s", err, out)
+	}
+	if l := led(); len(l[1]) != 2 || len(l[2]) != 2 || len(l[3]) != 2 {
+		t.Fatalf("after resume every broker should lead its 2 partitions again: %v", l)
+	}
+	paused.Paused = true
+	if out, err := tiercel("cluster", "status", "-o", "json"); err != nil || json.Unmarshal([]byte(out), &paused) != nil || paused.Paused {
+		t.Fatalf("status after resume: %v\n%s", err, out)
+	}
+
 	for _, c := range []struct {
 		args []string
 		want string

@@ -111,7 +111,7 @@ func TestClusterPauseResume(t *testing.T) {
 				}
 				return false
 			})
-			out, err := tiercel("cluster", "pause")
+			out, err := tiercel("cluster", "pause", "--wait", "30s")
 			if err == nil || !strings.Contains(out, "offline") {
 				t.Fatalf("pause with a broker down: %v, want a refusal naming the offline partitions\n%s", err, out)
 			}
