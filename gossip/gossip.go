@@ -130,12 +130,21 @@ func Start(cfg Config) (*Node, error) {
 		}
 		mc.AdvertiseAddr, mc.AdvertisePort = host, port
 	}
+	// The queue exists before memberlist starts gossiping (it asks for
+	// broadcasts at once); it counts members through the list once made.
+	var created atomic.Pointer[memberlist.Memberlist]
+	n.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: mc.RetransmitMult, NumNodes: func() int {
+		if ml := created.Load(); ml != nil {
+			return ml.NumMembers()
+		}
+		return 1
+	}}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("gossip on %s: %w", cfg.BindAddr, err)
 	}
+	created.Store(ml)
 	n.ml = ml
-	n.queue = &memberlist.TransmitLimitedQueue{NumNodes: ml.NumMembers, RetransmitMult: mc.RetransmitMult}
 	go n.join()
 	return n, nil
 }
