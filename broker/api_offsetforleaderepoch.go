@@ -4,6 +4,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tiercel/tiercel/broker/storage"
+	"github.com/tiercel/tiercel/internal/replica"
 )
 
 func (b *Broker) handleOffsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochRequest) kmsg.Response {
@@ -20,7 +21,7 @@ func (b *Broker) handleOffsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochReques
 				sp.ErrorCode = code
 			} else {
 				history := b.epochHistory(t, rp.Partition, l)
-				sp.LeaderEpoch, sp.EndOffset = endOffsetForEpoch(history, rp.LeaderEpoch, l.EndOffset())
+				sp.LeaderEpoch, sp.EndOffset = replica.EndOffsetFor(history, l.EndOffset(), rp.LeaderEpoch)
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}
@@ -34,9 +35,9 @@ func (b *Broker) handleOffsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochReques
 // at the tiered end, so its local history starts there), then the local
 // log's, then the current epoch from the log end if nothing was written in
 // it yet (Kafka records a new leader's epoch when it takes over).
-func (b *Broker) epochHistory(t *topic, p int32, l *storage.Log) []storage.EpochStart {
-	var h []storage.EpochStart
-	add := func(e storage.EpochStart) {
+func (b *Broker) epochHistory(t *topic, p int32, l *storage.Log) []replica.EpochStart {
+	var h []replica.EpochStart
+	add := func(e replica.EpochStart) {
 		if n := len(h); n == 0 || e.Epoch > h[n-1].Epoch {
 			h = append(h, e)
 		}
@@ -45,28 +46,13 @@ func (b *Broker) epochHistory(t *topic, p int32, l *storage.Log) []storage.Epoch
 		local := l.StartOffset()
 		for _, s := range b.tierer.Segments(t.meta.ID, p) {
 			if s.BaseOffset < local {
-				add(storage.EpochStart{Epoch: s.LeaderEpoch, Start: s.BaseOffset})
+				add(replica.EpochStart{Epoch: s.LeaderEpoch, StartOffset: s.BaseOffset})
 			}
 		}
 	}
 	for _, e := range l.Epochs() {
-		add(e)
+		add(replica.EpochStart{Epoch: e.Epoch, StartOffset: e.Start})
 	}
-	add(storage.EpochStart{Epoch: t.meta.Leaders[p].Epoch, Start: l.EndOffset()})
+	add(replica.EpochStart{Epoch: t.meta.Leaders[p].Epoch, StartOffset: l.EndOffset()})
 	return h
-}
-
-// endOffsetForEpoch answers OffsetForLeaderEpoch from a history: the
-// newest epoch at or below epoch, and where it ended (the next epoch's
-// start, or the log end); -1, -1 if epoch is older than all of it.
-func endOffsetForEpoch(h []storage.EpochStart, epoch int32, logEnd int64) (int32, int64) {
-	for i := len(h) - 1; i >= 0; i-- {
-		if h[i].Epoch <= epoch {
-			if i == len(h)-1 {
-				return h[i].Epoch, logEnd
-			}
-			return h[i].Epoch, h[i+1].Start
-		}
-	}
-	return -1, -1
 }
