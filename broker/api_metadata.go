@@ -22,7 +22,7 @@ func epochError(current, epoch int32) int16 {
 
 func (b *Broker) handleMetadata(req *kmsg.MetadataRequest) kmsg.Response {
 	resp := kmsg.NewPtrMetadataResponse()
-	live := map[int32]bool{} // once per request, not per topic: gossip's member list is parsed each time
+	live := map[int32]bool{} // once per request, not per topic: each call copies and sorts gossip's members
 	for _, lb := range b.liveBrokers() {
 		resp.Brokers = append(resp.Brokers, kmsg.MetadataResponseBroker{NodeID: lb.id, Host: lb.host, Port: lb.port, Rack: lb.rack})
 		live[lb.id] = true

@@ -83,7 +83,6 @@ type Broker struct {
 	movingOut   atomic.Bool  // shutting down with a handoff: produces get NOT_LEADER_OR_FOLLOWER
 	moving      sync.Map     // partitionKey -> true: being handed over, produces refused
 	moverKick   chan struct{}
-	regions     sync.Map      // broker id -> region, of every broker gossip has shown (see regionOf)
 	joined      chan struct{} // gossip saw a membership change: balance leaders
 	justJoined  atomic.Bool
 	// parkedOrphansSince is when the lowest live broker first saw parked

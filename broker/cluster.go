@@ -50,16 +50,17 @@ func (b *Broker) liveBrokers() []liveBroker {
 		if m.Rack != "" {
 			lb.rack = &m.Rack
 		}
-		b.regions.Store(m.BrokerID, m.Region)
 		out = append(out, lb)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out
 }
 
-func (b *Broker) liveBrokerIDs() map[int32]bool {
-	ids := map[int32]bool{}
-	for _, lb := range b.liveBrokers() {
+func (b *Broker) liveBrokerIDs() map[int32]bool { return idsOf(b.liveBrokers()) }
+
+func idsOf(brokers []liveBroker) map[int32]bool {
+	ids := make(map[int32]bool, len(brokers))
+	for _, lb := range brokers {
 		ids[lb.id] = true
 	}
 	return ids

@@ -73,12 +73,13 @@ func (b *Broker) openMetadata() error {
 		}
 	}
 	clusterID := l.Peek().ClusterID
-	if old := readMetaClusterID(b.fs, b.dir); old != "" && old != clusterID {
+	props := readMetaProperties(b.fs, b.dir)
+	if old := props.clusterID; old != "" && old != clusterID {
 		return fmt.Errorf("data directory %s belongs to cluster %s but the object store %s holds cluster %s; use an empty data directory or the matching store", b.dir, old, b.bucket.Name(), clusterID)
 	}
 	b.clusterID = clusterID
 	if b.nodeID < 0 {
-		if err := b.allocateNodeID(ctx); err != nil {
+		if err := b.allocateNodeID(ctx, props); err != nil {
 			return err
 		}
 	}
@@ -88,11 +89,11 @@ func (b *Broker) openMetadata() error {
 // allocateNodeID gives a broker started with node.id=-1 an id: the one in
 // its data directory's meta.properties (of the same cluster), or a new one
 // allocated through the metadata log, as Kafka's broker.id generation does.
-func (b *Broker) allocateNodeID(ctx context.Context) error {
+func (b *Broker) allocateNodeID(ctx context.Context, props metaProperties) error {
 	l := b.meta.log
-	if id := readMetaNodeID(b.fs, b.dir); id >= 0 && readMetaClusterID(b.fs, b.dir) == b.clusterID {
-		b.nodeID = id
-		l.SetWriter(id)
+	if props.nodeID >= 0 && props.clusterID == b.clusterID {
+		b.nodeID = props.nodeID
+		l.SetWriter(props.nodeID)
 		return nil
 	}
 	minID := int32(b.cfg.Int64("reserved.broker.max.id")) + 1
@@ -281,36 +282,31 @@ func parseCatalog(data []byte) (*legacyCatalog, error) {
 	return &c, nil
 }
 
-// readMetaClusterID is the cluster.id of the data directory's
-// meta.properties, or "".
-func readMetaClusterID(fsys vfs.FS, dir string) string {
-	data, err := vfs.ReadFile(fsys, filepath.Join(dir, "meta.properties"))
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "cluster.id="); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
+// metaProperties is what a data directory's meta.properties says: its
+// cluster.id ("" if none) and node.id (-1 if none).
+type metaProperties struct {
+	clusterID string
+	nodeID    int32
 }
 
-// readMetaNodeID is the node.id of a data directory's meta.properties, or
-// -1.
-func readMetaNodeID(fsys vfs.FS, dir string) int32 {
+func readMetaProperties(fsys vfs.FS, dir string) metaProperties {
+	props := metaProperties{nodeID: -1}
 	data, err := vfs.ReadFile(fsys, filepath.Join(dir, "meta.properties"))
 	if err != nil {
-		return -1
+		return props
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "node.id="); ok {
-			if id, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32); err == nil && id >= 0 {
-				return int32(id)
+		k, v, _ := strings.Cut(line, "=")
+		switch v = strings.TrimSpace(v); k {
+		case "cluster.id":
+			props.clusterID = v
+		case "node.id":
+			if id, err := strconv.ParseInt(v, 10, 32); err == nil && id >= 0 {
+				props.nodeID = int32(id)
 			}
 		}
 	}
-	return -1
+	return props
 }
 
 // writeMetaProperties writes Kafka's meta.properties so Kafka tooling that

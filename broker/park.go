@@ -55,15 +55,16 @@ func (b *Broker) resumeAtStart() {
 // adoptParked commits this broker as the leader of the parked partitions
 // it is the preferred leader of, and, on the lowest live broker, spreads
 // the parked partitions whose preferred leader stayed away for the join
-// delay over the live brokers of that leader's region (all, if none). It runs on the lease-watch goroutine, which alone touches
+// delay over the live brokers of that leader's region (all, if none). It
+// runs on the lease-watch goroutine, which alone touches
 // b.parkedOrphansSince.
 func (b *Broker) adoptParked() {
 	if b.paused() || !b.leading() || b.movingOut.Load() {
 		b.parkedOrphansSince = time.Time{}
 		return
 	}
-	live := b.liveBrokerIDs()
-	lowest := b.lowestLive() == b.nodeID
+	up := b.liveBrokers() // ordered by id
+	live, lowest := idsOf(up), up[0].id == b.nodeID
 	var mine, orphans []metalog.SetLeader
 	var preferred []int32 // of each orphan
 	b.mu.RLock()
@@ -91,12 +92,11 @@ func (b *Broker) adoptParked() {
 	}
 	joinDelay := time.Duration(b.cfg.Int64("tiercel.leader.rebalance.join.delay.ms")) * time.Millisecond
 	if len(orphans) > 0 && time.Since(b.parkedOrphansSince) >= joinDelay {
-		live := b.liveBrokers()
 		targets := map[string][]int32{} // by region: leaders stay in their preferred leader's region
 		for i := range orphans {
 			region := b.regionOf(preferred[i])
 			if targets[region] == nil {
-				targets[region] = spread(inRegion(live, region))
+				targets[region] = spread(inRegion(up, region))
 			}
 			orphans[i].Leader = targets[region][i%len(targets[region])]
 		}

@@ -95,15 +95,12 @@ func inRegion(brokers []liveBroker, region string) []liveBroker {
 	return out
 }
 
-// regionOf is the region broker id was last seen in through gossip, or
-// else the one it registered in the metadata log ("" if neither: then no
-// region is preferred).
+// regionOf is the region broker id registered in the metadata log when it
+// last started, which is also the one it gossips ("" if it never
+// registered: then no region is preferred).
 func (b *Broker) regionOf(id int32) string {
 	if id == b.nodeID {
 		return b.cfg.Get("tiercel.region")
-	}
-	if r, ok := b.regions.Load(id); ok {
-		return r.(string)
 	}
 	b.meta.mu.Lock() // the applied state is read under its lock
 	defer b.meta.mu.Unlock()

@@ -73,10 +73,7 @@ func (b *Broker) watchLeases(stop <-chan struct{}) {
 // orphans lists, by broker, the partitions of tiered topics whose leader
 // gossip does not know as live (only the lease decides when they move).
 func (b *Broker) orphans() map[int32][]metalog.SetLeader {
-	live := map[int32]bool{}
-	for _, lb := range b.liveBrokers() {
-		live[lb.id] = true
-	}
+	live := b.liveBrokerIDs()
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	out := map[int32][]metalog.SetLeader{}
