@@ -35,6 +35,10 @@ type Log struct {
 	dirty     bool  // changed since the last checkpoint
 	lastRP    int64 // the recovery point last recorded for this log
 	closed    bool
+	// replicated: the high watermark is replHW, set by the replication
+	// (SetReplicaHighWatermark), capped by local durability.
+	replicated bool
+	replHW     int64
 }
 
 func (l *Log) active() *segment { return l.segs[len(l.segs)-1] }
@@ -50,27 +54,48 @@ func (l *Log) Dir() string { return l.dir }
 
 // hw is the high watermark; l.mu held.
 func (l *Log) hw() int64 {
+	local := l.end
 	if l.cfg.FlushPolicy == FlushOnAck {
-		return l.synced
+		local = l.synced
 	}
-	return l.end
+	if l.replicated {
+		return min(local, l.replHW)
+	}
+	return local
 }
 
 // Append writes validated batches, assigning offsets in order. See the
 // package documentation of AppendResult for duplicates.
 func (l *Log) Append(records []byte, opts AppendOptions) (AppendResult, error) {
-	var hdrs [8]recordbatch.Header
-	headers := hdrs[:0]
+	return l.append(records, opts, false)
+}
+
+// AppendReplica writes batches a follower fetched from its leader, keeping
+// their offsets and leader epochs: they must continue the log exactly.
+func (l *Log) AppendReplica(records []byte) (AppendResult, error) {
+	return l.append(records, AppendOptions{}, true)
+}
+
+func (l *Log) parseHeaders(records []byte, headers []recordbatch.Header) ([]recordbatch.Header, error) {
 	for pos := 0; pos < len(records); {
 		h, err := recordbatch.ParseHeader(records[pos:])
 		if err != nil || h.TotalSize() < recordbatch.HeaderSize || pos+h.TotalSize() > len(records) {
-			return AppendResult{}, fmt.Errorf("storage: append %s-%d: malformed batch at byte %d", l.tp.Topic, l.tp.Partition, pos)
+			return nil, fmt.Errorf("storage: append %s-%d: malformed batch at byte %d", l.tp.Topic, l.tp.Partition, pos)
 		}
 		headers = append(headers, h)
 		pos += h.TotalSize()
 	}
 	if len(headers) == 0 {
-		return AppendResult{}, fmt.Errorf("storage: append %s-%d: no batches", l.tp.Topic, l.tp.Partition)
+		return nil, fmt.Errorf("storage: append %s-%d: no batches", l.tp.Topic, l.tp.Partition)
+	}
+	return headers, nil
+}
+
+func (l *Log) append(records []byte, opts AppendOptions, replica bool) (AppendResult, error) {
+	var hdrs [8]recordbatch.Header
+	headers, err := l.parseHeaders(records, hdrs[:0])
+	if err != nil {
+		return AppendResult{}, err
 	}
 
 	l.mu.Lock()
@@ -82,7 +107,17 @@ func (l *Log) Append(records []byte, opts AppendOptions) (AppendResult, error) {
 		l.mu.Unlock()
 		return AppendResult{}, fmt.Errorf("%w: %s-%d: an earlier fsync failed: %v", ErrStorage, l.tp.Topic, l.tp.Partition, l.syncErr)
 	}
-	if dup, err := l.checkProducers(headers); err != nil || dup != nil {
+	if replica {
+		// The leader assigned the offsets; they must continue this log.
+		next := l.end
+		for _, h := range headers {
+			if h.BaseOffset != next || h.LastOffsetDelta < 0 {
+				l.mu.Unlock()
+				return AppendResult{}, fmt.Errorf("%w: replica append %s-%d: batch at offset %d, log ends at %d", ErrNotContiguous, l.tp.Topic, l.tp.Partition, h.BaseOffset, next)
+			}
+			next = h.LastOffset() + 1
+		}
+	} else if dup, err := l.checkProducers(headers); err != nil || dup != nil {
 		start := l.start
 		l.mu.Unlock()
 		if err != nil {
@@ -97,16 +132,21 @@ func (l *Log) Append(records []byte, opts AppendOptions) (AppendResult, error) {
 		return AppendResult{}, err
 	}
 	off := l.end
-	for i, pos := range batchPositions(headers) {
-		b := records[pos : pos+headers[i].TotalSize()]
-		recordbatch.SetBaseOffset(b, off)
-		recordbatch.SetPartitionLeaderEpoch(b, opts.LeaderEpoch)
-		if opts.LogAppendTime != 0 {
-			recordbatch.SetLogAppendTime(b, opts.LogAppendTime)
-			headers[i].MaxTimestamp = opts.LogAppendTime
+	if !replica {
+		for i, pos := range batchPositions(headers) {
+			b := records[pos : pos+headers[i].TotalSize()]
+			recordbatch.SetBaseOffset(b, off)
+			recordbatch.SetPartitionLeaderEpoch(b, opts.LeaderEpoch)
+			if opts.LogAppendTime != 0 {
+				recordbatch.SetLogAppendTime(b, opts.LogAppendTime)
+				headers[i].MaxTimestamp = opts.LogAppendTime
+			}
+			headers[i].BaseOffset = off
+			headers[i].PartitionLeaderEpoch = opts.LeaderEpoch
+			off = headers[i].LastOffset() + 1
 		}
-		headers[i].BaseOffset = off
-		off = headers[i].LastOffset() + 1
+	} else {
+		off = headers[len(headers)-1].LastOffset() + 1
 	}
 
 	seg := l.active()
@@ -121,17 +161,18 @@ func (l *Log) Append(records []byte, opts AppendOptions) (AppendResult, error) {
 		seg.createdMs = nowMs
 	}
 	pos := seg.size
+	epochChanged := false
 	for _, h := range headers {
 		seg.noteBatch(h, pos, int64(h.TotalSize()), int64(l.cfg.IndexIntervalBytes))
 		pos += int64(h.TotalSize())
 		l.producers.update(h)
 		l.unflushed += int64(h.NumRecords)
+		epochChanged = l.epochs.assign(h.PartitionLeaderEpoch, h.BaseOffset) || epochChanged
 	}
 	seg.size = pos
 	base := l.end
 	l.end = off
 	l.dirty = true
-	epochChanged := l.epochs.assign(opts.LeaderEpoch, base)
 	res := AppendResult{BaseOffset: base, LastOffset: off - 1, LogStartOffset: l.start}
 	if epochChanged {
 		if err := vfs.WriteFileAtomic(l.fs, l.dir+"/"+leaderEpochCheckpointFile, l.epochs.marshal()); err != nil {

@@ -19,6 +19,7 @@ var (
 	ErrUnknownProducerID    = errors.New("unknown producer id")          // UNKNOWN_PRODUCER_ID
 	ErrClosed               = errors.New("log closed")
 	ErrLogExists            = errors.New("log already exists")
+	ErrNotContiguous        = errors.New("batches do not continue the log") // a follower's fetch that does not start at its log end
 )
 
 // FlushPolicy says when appended bytes are fsynced.
