@@ -39,6 +39,9 @@ type Log struct {
 	// (SetReplicaHighWatermark), capped by local durability.
 	replicated bool
 	replHW     int64
+	// truncations counts TruncateTo calls, so an fsync that began before
+	// one does not mark what was written after it durable.
+	truncations int64
 }
 
 func (l *Log) active() *segment { return l.segs[len(l.segs)-1] }

@@ -24,7 +24,7 @@ func (l *Log) syncLoop() {
 			l.mu.Unlock()
 			return
 		}
-		target, f := l.end, l.active().file
+		target, f, gen := l.end, l.active().file, l.truncations
 		l.mu.Unlock()
 
 		err := f.Sync()
@@ -39,6 +39,11 @@ func (l *Log) syncLoop() {
 			close(done)
 			l.m.logger.Error("fsync failed; the partition stops accepting writes until restart", "partition", l.tp, "err", err)
 			return
+		}
+		if gen != l.truncations {
+			// The log was truncated during the fsync: target may name
+			// offsets that now hold other, unsynced bytes. Sync again.
+			target = l.synced
 		}
 		advanced := target > l.synced
 		l.synced = max(l.synced, target)
