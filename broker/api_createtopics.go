@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"fmt"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -22,6 +23,7 @@ func (b *Broker) handleCreateTopics(req *kmsg.CreateTopicsRequest) kmsg.Response
 			continue
 		}
 		partitions, replication := rt.NumPartitions, rt.ReplicationFactor
+		var assignment [][]int32
 		if len(rt.ReplicaAssignment) > 0 {
 			if partitions != -1 || replication != -1 {
 				st.ErrorCode = kerr.InvalidRequest.Code
@@ -29,18 +31,20 @@ func (b *Broker) handleCreateTopics(req *kmsg.CreateTopicsRequest) kmsg.Response
 				resp.Topics = append(resp.Topics, st)
 				continue
 			}
-			partitions = int32(len(rt.ReplicaAssignment))
-			replication = int16(len(rt.ReplicaAssignment[0].Replicas))
+			assignment = make([][]int32, len(rt.ReplicaAssignment))
 			for _, a := range rt.ReplicaAssignment {
-				if len(a.Replicas) != 1 || a.Replicas[0] != b.nodeID {
+				if a.Partition < 0 || int(a.Partition) >= len(assignment) || assignment[a.Partition] != nil {
 					st.ErrorCode = kerr.InvalidReplicaAssignment.Code
-					st.ErrorMessage = kmsg.StringPtr("replicas must be exactly this broker on a single node")
+					st.ErrorMessage = kmsg.StringPtr(fmt.Sprintf("the assignment's partitions must be 0 to %d, each once", len(assignment)-1))
+					break
 				}
+				assignment[a.Partition] = append([]int32{}, a.Replicas...)
 			}
 			if st.ErrorCode != 0 {
 				resp.Topics = append(resp.Topics, st)
 				continue
 			}
+			partitions, replication = int32(len(assignment)), int16(min(len(assignment[0]), 1<<15-1))
 		}
 		configs := map[string]string{}
 		for _, c := range rt.Configs {
@@ -48,7 +52,7 @@ func (b *Broker) handleCreateTopics(req *kmsg.CreateTopicsRequest) kmsg.Response
 				configs[c.Name] = *c.Value
 			}
 		}
-		t, err := b.createTopic(rt.Topic, partitions, replication, configs, req.ValidateOnly)
+		t, err := b.createTopic(rt.Topic, partitions, replication, assignment, configs, req.ValidateOnly)
 		if err != nil {
 			st.ErrorCode = errorCode(err)
 			st.ErrorMessage = errMessage(err)
@@ -57,7 +61,7 @@ func (b *Broker) handleCreateTopics(req *kmsg.CreateTopicsRequest) kmsg.Response
 		}
 		st.TopicID = t.id
 		st.NumPartitions = t.meta.Partitions
-		st.ReplicationFactor = 1
+		st.ReplicationFactor = int16(max(len(t.meta.ReplicasOf(0)), 1))
 		for _, v := range b.cfg.Topic(t.meta.Configs) {
 			c := kmsg.NewCreateTopicsResponseTopicConfig()
 			c.Name = v.Name

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"sort"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -110,7 +111,7 @@ func (b *Broker) handleDescribeTopicPartitions(req *kmsg.DescribeTopicPartitions
 			rp := kmsg.NewDescribeTopicPartitionsResponseTopicPartition()
 			leader := t.meta.Leaders[p]
 			rp.Partition, rp.LeaderID, rp.LeaderEpoch = p, leader.Broker, leader.Epoch
-			rp.Replicas, rp.ISR = []int32{leader.Broker}, []int32{leader.Broker}
+			rp.Replicas, rp.ISR = slices.Clone(t.meta.ReplicasOf(p)), slices.Clone(t.meta.ISROf(p))
 			rt.Partitions = append(rt.Partitions, rp)
 			count++
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tiercel/tiercel/broker/storage"
+	"github.com/tiercel/tiercel/internal/replica"
 )
 
 // fetchPart is one partition a fetch reads.
@@ -42,7 +43,7 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) reply 
 			sess.mu.Lock()
 			defer sess.mu.Unlock()
 		}
-		b.fetchInto(ctx, req, resp, parts, incremental, byID)
+		b.fetchInto(ctx, req, resp, parts, incremental, byID, replicaIDOf(req))
 		return resp
 	}}
 }
@@ -96,7 +97,7 @@ func (b *Broker) fetchParts(req *kmsg.FetchRequest, sess *fetchSession, incremen
 	return parts
 }
 
-func (b *Broker) fetchInto(ctx context.Context, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, parts []fetchPart, incremental, byID bool) {
+func (b *Broker) fetchInto(ctx context.Context, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, parts []fetchPart, incremental, byID bool, replicaID int32) {
 	deadline := time.Now().Add(time.Duration(max(req.MaxWaitMillis, 0)) * time.Millisecond)
 	maxTotal := req.MaxBytes
 	if req.Version < 3 || maxTotal <= 0 {
@@ -115,7 +116,7 @@ func (b *Broker) fetchInto(ctx context.Context, req *kmsg.FetchRequest, resp *km
 		}
 	}()
 	for {
-		results, total, hasError := b.readParts(ctx, parts, maxTotal)
+		results, total, hasError := b.readParts(ctx, parts, maxTotal, replicaID)
 		if total >= int(req.MinBytes) || hasError || !time.Now().Before(deadline) || ctx.Err() != nil || b.draining.Load() {
 			b.buildFetchResponse(resp, parts, results, incremental, byID)
 			return
@@ -146,7 +147,7 @@ type partResult struct {
 // readParts reads every partition: local ones in order, within the
 // response budget, and those below the local log start from the bucket,
 // all at once through the remote read pool (remote.go).
-func (b *Broker) readParts(ctx context.Context, parts []fetchPart, maxTotal int32) ([]partResult, int, bool) {
+func (b *Broker) readParts(ctx context.Context, parts []fetchPart, maxTotal int32, replicaID int32) ([]partResult, int, bool) {
 	results := make([]partResult, len(parts))
 	var remote []remoteJob
 	total, hasError := 0, false
@@ -160,6 +161,13 @@ func (b *Broker) readParts(ctx context.Context, parts []fetchPart, maxTotal int3
 		t, l, code := b.leaderLog(p.topic, p.part, p.epoch)
 		if code != 0 {
 			r.code, hasError = code, true
+			continue
+		}
+		if replicaID >= 0 {
+			if b.readForFollower(ctx, t, l, p, r, replicaID, maxTotal-int32(total)) {
+				hasError = true
+			}
+			total += len(r.records)
 			continue
 		}
 		hw := l.HighWatermark()
@@ -196,6 +204,45 @@ func (b *Broker) readParts(ctx context.Context, parts []fetchPart, maxTotal int3
 		total, hasError = fitBudget(results, remote, maxTotal)
 	}
 	return results, total, hasError
+}
+
+// readForFollower reads partition p for a follower's fetch: it records the
+// follower's position (its fetch offset is its log end), and reads up to
+// the leader's log end, not the high watermark. An offset below the local
+// log start is OFFSET_OUT_OF_RANGE with the local start, where the
+// follower starts its copy (the older offsets are in the bucket). It
+// reports an error.
+func (b *Broker) readForFollower(ctx context.Context, t *topic, l *storage.Log, p fetchPart, r *partResult, replicaID int32, remaining int32) bool {
+	lr := b.leaderState(p.topic, p.part)
+	if lr == nil || !t.meta.replicated() {
+		r.code = kerr.NotLeaderForPartition.Code
+		return true
+	}
+	r.start = l.StartOffset()
+	if p.offset < r.start {
+		r.code, r.hw = kerr.OffsetOutOfRange.Code, l.HighWatermark()
+		return true
+	}
+	hw, err := lr.fetched(replicaID, p.offset, b.replNow())
+	r.hw = hw
+	switch {
+	case errors.Is(err, replica.ErrOffsetOutOfRange):
+		r.code = kerr.OffsetOutOfRange.Code
+		return true
+	case err != nil:
+		r.code = kerr.NotLeaderForPartition.Code // not a replica of it
+		return true
+	}
+	if remaining <= 0 {
+		return false
+	}
+	res, err := l.Read(p.offset, min(p.maxBytes, remaining), l.EndOffset())
+	if err != nil {
+		r.code = errorCode(err)
+		return true
+	}
+	r.records = res.Records
+	return false
 }
 
 func (b *Broker) buildFetchResponse(resp *kmsg.FetchResponse, parts []fetchPart, results []partResult, incremental, byID bool) {

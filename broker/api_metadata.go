@@ -3,6 +3,7 @@ package broker
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"slices"
 
 	"github.com/tiercel/tiercel/internal/metalog"
 )
@@ -51,7 +52,7 @@ func (b *Broker) handleMetadata(req *kmsg.MetadataRequest) kmsg.Response {
 			continue
 		}
 		if b.getTopic(name) == nil && allowCreate && b.cfg.Bool("auto.create.topics.enable") {
-			if _, err := b.createTopic(name, -1, -1, nil, false); err != nil && errorCode(err) != kerr.TopicAlreadyExists.Code {
+			if _, err := b.createTopic(name, -1, -1, nil, nil, false); err != nil && errorCode(err) != kerr.TopicAlreadyExists.Code {
 				mt := kmsg.NewMetadataResponseTopic()
 				mt.Topic = kmsg.StringPtr(name)
 				mt.ErrorCode = errorCode(err)
@@ -86,10 +87,15 @@ func (b *Broker) metadataTopic(name string, withOps bool, live map[int32]bool) k
 		mp.Partition = p
 		mp.Leader = leader.Broker
 		mp.LeaderEpoch = leader.Epoch
-		mp.Replicas = []int32{leader.Broker}
-		mp.ISR = []int32{leader.Broker}
-		if leader.Broker == metalog.Parked {
+		mp.Replicas = slices.Clone(t.meta.ReplicasOf(p))
+		mp.ISR = slices.Clone(t.meta.ISROf(p))
+		if leader.Broker == metalog.Parked && !t.meta.replicated() {
 			mp.Replicas = []int32{t.meta.Preferred[p]} // where it goes back to
+		}
+		for _, r := range mp.Replicas {
+			if !live[r] {
+				mp.OfflineReplicas = append(mp.OfflineReplicas, r)
+			}
 		}
 		if !live[leader.Broker] {
 			// Its broker is not up: Kafka's answer for an offline leader.

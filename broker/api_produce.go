@@ -16,6 +16,7 @@ type produceWait struct {
 	log  *storage.Log
 	end  int64
 	resp *kmsg.ProduceResponseTopicPartition
+	repl *leaderRepl // a replicated partition: wait for the ISR
 }
 
 // handleProduce validates and appends every partition's batches in request
@@ -84,6 +85,20 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) re
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
+			var lr *leaderRepl
+			if t.meta.replicated() {
+				if lr = b.leaderState(rt.Topic, rp.Partition); lr == nil {
+					sp.ErrorCode = kerr.NotLeaderForPartition.Code
+					st.Partitions = append(st.Partitions, sp)
+					continue
+				}
+				if req.Acks == -1 {
+					if sp.ErrorCode = lr.checkProduce(); sp.ErrorCode != 0 {
+						st.Partitions = append(st.Partitions, sp)
+						continue
+					}
+				}
+			}
 			opts := storage.AppendOptions{LeaderEpoch: t.meta.Leaders[rp.Partition].Epoch}
 			if b.cfg.TopicValue(overrides, "message.timestamp.type") == "LogAppendTime" {
 				opts.LogAppendTime = nowMs()
@@ -102,8 +117,12 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) re
 			sp.BaseOffset = res.BaseOffset
 			sp.LogStartOffset = min(res.LogStartOffset, b.logStart(t, rp.Partition, l)) // tiered offsets count
 			st.Partitions = append(st.Partitions, sp)
+			if lr != nil {
+				lr.appended()
+				b.waiters.notify(storage.TopicPartition{Topic: rt.Topic, Partition: rp.Partition}) // followers long-polling
+			}
 			if req.Acks == -1 {
-				waits = append(waits, produceWait{log: l, end: res.LastOffset + 1, resp: &st.Partitions[len(st.Partitions)-1]})
+				waits = append(waits, produceWait{log: l, end: res.LastOffset + 1, resp: &st.Partitions[len(st.Partitions)-1], repl: lr})
 			}
 		}
 		resp.Topics = append(resp.Topics, st)
@@ -121,7 +140,24 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) re
 		wctx, cancel := context.WithTimeout(ctx, timeoutMs(req.TimeoutMillis))
 		defer cancel()
 		for _, w := range waits {
-			if err := w.log.WaitDurable(wctx, w.end); err != nil {
+			var err error
+			switch {
+			case w.repl != nil:
+				err = b.waitReplicated(wctx, w.log, w.end)
+				if err == nil && w.repl.underMinISR() {
+					// Kafka's answer when the ISR shrank below
+					// min.insync.replicas while the batch waited.
+					w.resp.ErrorCode = kerr.NotEnoughReplicasAfterAppend.Code
+					continue
+				}
+				if errors.Is(err, storage.ErrClosed) || errors.Is(err, context.Canceled) && ctx.Err() == nil {
+					w.resp.ErrorCode, w.resp.BaseOffset = kerr.NotLeaderForPartition.Code, -1
+					continue
+				}
+			default:
+				err = w.log.WaitDurable(wctx, w.end)
+			}
+			if err != nil {
 				if errors.Is(err, context.DeadlineExceeded) {
 					w.resp.ErrorCode = kerr.RequestTimedOut.Code
 				} else {

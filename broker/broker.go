@@ -81,6 +81,7 @@ type Broker struct {
 
 	produceGate sync.RWMutex // read-held by every produce's appends; see handOff
 	movingOut   atomic.Bool  // shutting down with a handoff: produces get NOT_LEADER_OR_FOLLOWER
+	repl        replication  // replicated partitions: leader states and follower fetchers
 	moving      sync.Map     // partitionKey -> true: being handed over, produces refused
 	moverKick   chan struct{}
 	joined      chan struct{} // gossip saw a membership change: balance leaders
@@ -106,7 +107,10 @@ type Broker struct {
 type topic struct {
 	meta *topicMeta
 	id   [16]byte
-	logs []*storage.Log
+	logs []*storage.Log // by partition: the logs led here
+	// followers by partition: the logs this broker follows (a replicated
+	// topic), copied from their leaders by the fetchers.
+	followers []*storage.Log
 }
 
 // New opens (and recovers) the data directory; it does not listen yet.
@@ -124,7 +128,7 @@ func New(opts Options) (*Broker, error) {
 	b := &Broker{
 		cfg: cfg, fs: opts.FS, logger: opts.Logger, metrics: opts.Metrics,
 		dir: cfg.Get("log.dirs"), nodeID: int32(cfg.Int64("node.id")),
-		topics: map[string]*topic{}, byID: map[[16]byte]*topic{}, conns: map[net.Conn]struct{}{},
+		repl: replication{epoch: time.Now()}, topics: map[string]*topic{}, byID: map[[16]byte]*topic{}, conns: map[net.Conn]struct{}{},
 		waiters: newWaiters(), stop: make(chan struct{}), incarnation: newUUIDString(), moverKick: make(chan struct{}, 1), joined: make(chan struct{}, 1),
 	}
 	b.sessions = newFetchSessions(int(cfg.Int64("max.incremental.fetch.session.cache.slots")), time.Duration(cfg.Int64("min.incremental.fetch.session.eviction.ms"))*time.Millisecond)
@@ -219,7 +223,8 @@ func (b *Broker) Start() error {
 	}
 	b.ready.Store(true)
 	b.resumeAtStart()
-	b.bg.Add(5)
+	b.bg.Add(6)
+	go func() { defer b.bg.Done(); b.watchISR(b.stop) }()
 	go func() { defer b.bg.Done(); b.moveRequested(b.stop) }()
 	go func() { defer b.bg.Done(); b.balanceLeaders(b.stop) }()
 	go func() { defer b.bg.Done(); b.pollMetadata(b.stop) }()
@@ -317,6 +322,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			b.connsMu.Unlock()
 		}
 		close(b.stop)
+		b.stopFetchers()
 		b.tierer.Close()
 		b.bg.Wait()
 		b.shutErr = b.mgr.Close()

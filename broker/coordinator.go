@@ -60,7 +60,7 @@ func (c *coordinator) shards() ([]*shardRunner, error) {
 	t := c.b.getTopic(offsetsTopic)
 	if t == nil {
 		var err error
-		t, err = c.b.createTopic(offsetsTopic, int32(c.b.cfg.Int64("offsets.topic.num.partitions")), -1, map[string]string{
+		t, err = c.b.createTopic(offsetsTopic, int32(c.b.cfg.Int64("offsets.topic.num.partitions")), 1, nil, map[string]string{
 			"cleanup.policy": "compact",
 			"segment.bytes":  c.b.cfg.Get("offsets.topic.segment.bytes"),
 			"retention.ms":   "-1", // the coordinator compacts it (see compact)

@@ -32,7 +32,7 @@ func (b *Broker) handOff(ctx context.Context) {
 	b.movingOut.Store(true) // no produce is taken from here on
 	var moves []partitionMove
 	for _, t := range b.ledTopics() {
-		if !b.tiered(t.meta) {
+		if !b.tiered(t.meta) && !t.meta.replicated() {
 			continue
 		}
 		for p, l := range t.logs {
@@ -42,6 +42,7 @@ func (b *Broker) handOff(ctx context.Context) {
 		}
 	}
 	b.handOffPartitions(ctx, moves)
+	b.leaveISRs(ctx)
 }
 
 // handOffPartitions moves partitions led here to other brokers without
@@ -80,6 +81,12 @@ func (b *Broker) handOffPartitions(ctx context.Context, moves []partitionMove) {
 
 	var ops []metalog.Op
 	for _, m := range moves {
+		if m.t.meta.replicated() {
+			if op := b.replicatedHandoff(ctx, m); op != nil {
+				ops = append(ops, *op)
+			}
+			continue
+		}
 		l := m.t.logs[m.p]
 		err := l.Roll()
 		var end int64
@@ -134,7 +141,7 @@ func (b *Broker) moveRequested(stop <-chan struct{}) {
 				if t.logs[p] == nil || !live[to] {
 					continue // not ours, or its target is not up (yet)
 				}
-				if !b.tiered(t.meta) {
+				if !b.tiered(t.meta) && !t.meta.replicated() {
 					b.logger.Warn("cannot move a partition of a topic that is not tiered", "topic", t.meta.Name, "partition", p)
 					continue
 				}

@@ -25,8 +25,11 @@ func (b *Broker) paused() bool { return b.cfg.Bool("tiercel.cluster.paused") }
 func (b *Broker) parkMoves() []partitionMove {
 	var moves []partitionMove
 	for _, t := range b.ledTopics() {
-		if !b.tiered(t.meta) {
-			continue // its offsets would restart at 0 elsewhere: it stays led here
+		if !b.tiered(t.meta) || t.meta.replicated() {
+			// Not tiered: its offsets would restart at 0 elsewhere.
+			// Replicated: parking it is not built yet (docs/design.md).
+			// Either stays led here.
+			continue
 		}
 		for p, l := range t.logs {
 			if l != nil {

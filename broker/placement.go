@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"sort"
 )
@@ -22,6 +23,29 @@ func (b *Broker) placeLeaders(n int32) []int32 {
 		leaders[i] = order[(start+i)%len(order)]
 	}
 	return leaders
+}
+
+// placeReplicas chooses rf replicas of each of n new partitions, the
+// leader first: the leaders go round robin as placeLeaders does, and each
+// partition's followers are the brokers after its leader in the spread
+// order, so replicas land in different regions, then racks, where there
+// are enough (Kafka's rack-aware assignment). It fails when fewer than rf
+// brokers are live.
+func (b *Broker) placeReplicas(n int32, rf int) ([][]int32, error) {
+	order := spread(b.liveBrokers())
+	if rf > len(order) {
+		return nil, fmt.Errorf("%w: replication factor %d is larger than the %d live brokers", errInvalidReplication, rf, len(order))
+	}
+	start := rand.IntN(len(order))
+	out := make([][]int32, n)
+	for i := range out {
+		rs := make([]int32, rf)
+		for j := range rs {
+			rs[j] = order[(start+i+j)%len(order)]
+		}
+		out[i] = rs
+	}
+	return out, nil
 }
 
 // spread orders brokers so that consecutive ones are in different regions

@@ -23,6 +23,36 @@ type topicMeta struct {
 	Leaders    []metalog.Leader // by partition
 	Preferred  []int32          // preferred leader by partition
 	Moves      map[int32]int32  // requested moves: partition -> target broker
+	Replicas   [][]int32        // by partition, for a replicated topic (nil: one replica, the leader)
+	ISR        [][]int32        // in-sync replicas by partition, for a replicated topic
+}
+
+// replicated reports whether the topic has more than one replica per partition.
+func (m *topicMeta) replicated() bool { return len(m.Replicas) > 0 }
+
+// ReplicasOf is partition p's replicas: its leader alone for a topic that
+// is not replicated.
+func (m *topicMeta) ReplicasOf(p int32) []int32 {
+	if m.replicated() {
+		return m.Replicas[p]
+	}
+	if p < 0 || p >= m.Partitions {
+		return nil
+	}
+	return []int32{m.Leaders[p].Broker}
+}
+
+// ISROf is partition p's in-sync replicas.
+func (m *topicMeta) ISROf(p int32) []int32 {
+	if m.replicated() {
+		return m.ISR[p]
+	}
+	return m.ReplicasOf(p)
+}
+
+// followedHere reports whether this broker is a follower of partition p.
+func (b *Broker) followedHere(m *topicMeta, p int32) bool {
+	return m.replicated() && !b.ledHere(m, p) && slices.Contains(m.Replicas[p], b.nodeID)
 }
 
 func newTopicMeta(t *metalog.Topic) *topicMeta {
@@ -32,6 +62,12 @@ func newTopicMeta(t *metalog.Topic) *topicMeta {
 	}
 	if len(t.Moves) > 0 {
 		m.Moves = maps.Clone(t.Moves)
+	}
+	if len(t.Replicas) > 0 {
+		for p := range t.Partitions() {
+			m.Replicas = append(m.Replicas, slices.Clone(t.ReplicasOf(p)))
+			m.ISR = append(m.ISR, slices.Clone(t.ISROf(p)))
+		}
 	}
 	return m
 }
@@ -98,6 +134,7 @@ func (b *Broker) reconcile(ctx context.Context, startup bool) error {
 	if b.coord != nil {
 		defer func() { go b.coord.refresh() }() // after b.mu is released
 	}
+	defer b.syncFetchers() // after b.mu is released
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	brokerConfigsChanged := !maps.Equal(st.BrokerConfigs, b.cfg.Dynamic())
@@ -138,7 +175,8 @@ func (b *Broker) reconcile(ctx context.Context, startup bool) error {
 func (b *Broker) reconcileTopic(name string, mt *metalog.Topic, refs []*partitionRef) error {
 	old := b.topics[name]
 	if old != nil && len(refs) == 0 && old.meta.Partitions == mt.Partitions() &&
-		maps.Equal(old.meta.Configs, mt.Configs) && slices.Equal(old.meta.Leaders, mt.Leaders) && maps.Equal(old.meta.Moves, mt.Moves) {
+		maps.Equal(old.meta.Configs, mt.Configs) && slices.Equal(old.meta.Leaders, mt.Leaders) && maps.Equal(old.meta.Moves, mt.Moves) &&
+		equalLists(old.meta.Replicas, mt.Replicas) && equalLists(old.meta.ISR, mt.ISR) {
 		return nil
 	}
 	m := newTopicMeta(mt)
@@ -161,7 +199,7 @@ func (b *Broker) reconcileTopic(name string, mt *metalog.Topic, refs []*partitio
 		}
 	}
 	configsChanged := old == nil || !maps.Equal(old.meta.Configs, m.Configs)
-	var firstErr error
+	firstErr := b.reconcileFollowers(t, old)
 	for _, r := range refs {
 		r.meta = m
 		if b.tiered(m) && r.man == nil {
@@ -182,7 +220,20 @@ func (b *Broker) reconcileTopic(name string, mt *metalog.Topic, refs []*partitio
 			b.tierPartition(m, r.p, t.logs[r.p], *r.man)
 		}
 	}
+	for p, l := range t.logs {
+		switch {
+		case l != nil && m.replicated():
+			b.leadReplicated(m, int32(p), l)
+		case old != nil && old.meta.replicated():
+			b.stopLeading(name, int32(p))
+		}
+	}
 	if old != nil && configsChanged {
+		for _, l := range t.followers {
+			if l != nil {
+				l.SetConfig(b.storageConfig(m.Configs))
+			}
+		}
 		for p, l := range t.logs {
 			if l == nil {
 				continue
@@ -202,6 +253,52 @@ func (b *Broker) reconcileTopic(name string, mt *metalog.Topic, refs []*partitio
 		}
 	}
 	return firstErr
+}
+
+// reconcileFollowers opens the logs of the partitions t's new metadata has
+// this broker follow (they keep what is on disk: the fetcher truncates
+// what diverges); the caller holds b.mu.
+func (b *Broker) reconcileFollowers(t *topic, old *topic) error {
+	m := t.meta
+	if !m.replicated() {
+		return nil
+	}
+	t.followers = make([]*storage.Log, m.Partitions)
+	if old != nil && old.meta.ID == m.ID {
+		copy(t.followers, old.followers)
+	}
+	var firstErr error
+	for p := range m.Partitions {
+		if !b.followedHere(m, p) {
+			t.followers[p] = nil // led here (the log moves to t.logs) or not a replica
+			continue
+		}
+		if t.followers[p] != nil {
+			continue
+		}
+		tp := storage.TopicPartition{Topic: m.Name, Partition: p}
+		l := b.mgr.Get(tp)
+		if l == nil {
+			var err error
+			if l, err = b.mgr.CreateAt(tp, t.id, b.storageConfig(m.Configs), 0); err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("opening the follower copy of %s-%d: %w", m.Name, p, err)
+				}
+				continue
+			}
+		}
+		if !l.Replicated() {
+			// Reopened after a restart: nothing is known committed until the
+			// leader says so.
+			l.SetReplicaHighWatermark(l.StartOffset())
+		}
+		t.followers[p] = l
+	}
+	return firstErr
+}
+
+func equalLists(a, b [][]int32) bool {
+	return slices.EqualFunc(a, b, func(x, y []int32) bool { return slices.Equal(x, y) })
 }
 
 // applyBrokerConfigs re-resolves every log's settings after the dynamic
@@ -233,8 +330,17 @@ func (b *Broker) dropTopic(t *topic) {
 		if b.tiered(t.meta) {
 			b.tierer.Remove(t.meta.ID, int32(p))
 		}
+		b.stopLeading(t.meta.Name, int32(p))
 		if err := b.mgr.Delete(storage.TopicPartition{Topic: t.meta.Name, Partition: int32(p)}); err != nil {
 			b.logger.Warn("deleting a partition log", "topic", t.meta.Name, "partition", p, "err", err)
+		}
+	}
+	for p, l := range t.followers {
+		if l == nil {
+			continue
+		}
+		if err := b.mgr.Delete(storage.TopicPartition{Topic: t.meta.Name, Partition: int32(p)}); err != nil {
+			b.logger.Warn("deleting a follower's partition log", "topic", t.meta.Name, "partition", p, "err", err)
 		}
 	}
 }

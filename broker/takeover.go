@@ -66,6 +66,7 @@ func (b *Broker) watchLeases(stop <-chan struct{}) {
 	repeat(stop, nil, every, func() (time.Duration, bool) {
 		b.takeOverOrphans()
 		b.adoptParked()
+		b.syncFetchers() // a leader that joined gossip since the last reconcile
 		return every, true
 	})
 }

@@ -109,9 +109,12 @@ type localLog struct{ l *storage.Log }
 
 func (a localLog) LocalSegments() []tiering.LocalSegment {
 	segs := a.l.Segments()
+	hw := a.l.HighWatermark()
 	out := make([]tiering.LocalSegment, len(segs))
 	for i, s := range segs {
-		out[i] = tiering.LocalSegment{BaseOffset: s.BaseOffset, NextOffset: s.NextOffset, Size: s.SizeBytes, MaxTimestamp: s.MaxTimestamp, Active: s.Active}
+		// Nothing above the high watermark is uploaded: with replication
+		// it is not committed yet, and a new leader may not have it.
+		out[i] = tiering.LocalSegment{BaseOffset: s.BaseOffset, NextOffset: s.NextOffset, Size: s.SizeBytes, MaxTimestamp: s.MaxTimestamp, Active: s.Active || s.NextOffset > hw}
 	}
 	return out
 }

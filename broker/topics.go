@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ var (
 	errUnknownTopic       = errors.New("unknown topic")
 	errInvalidPartitions  = errors.New("invalid partitions")
 	errInvalidReplication = errors.New("invalid replication factor")
+	errInvalidAssignment  = errors.New("invalid replica assignment")
 )
 
 // maxPartitions bounds one CreateTopics/CreatePartitions so a request
@@ -192,21 +194,31 @@ func (b *Broker) topicNames() []string {
 
 // createTopic validates and, unless validateOnly, creates a topic: the
 // metadata log first, then the logs (reconcile), so a crash in between is
-// repaired on the next start.
-func (b *Broker) createTopic(name string, partitions int32, replication int16, configs map[string]string, validateOnly bool) (*topic, error) {
+// repaired on the next start. Replicas are placed (placeReplicas) unless
+// assignment gives them, each list leader first.
+func (b *Broker) createTopic(name string, partitions int32, replication int16, assignment [][]int32, configs map[string]string, validateOnly bool) (*topic, error) {
 	if err := validTopicName(name); err != nil {
 		return nil, err
 	}
 	if partitions == -1 {
 		partitions = int32(b.cfg.Int64("num.partitions"))
 	}
+	if replication == -1 {
+		replication = int16(min(b.cfg.Int64("default.replication.factor"), 1<<15-1))
+	}
 	if partitions <= 0 || partitions > maxPartitions {
 		return nil, fmt.Errorf("%w: number of partitions must be from 1 to %d, not %d", errInvalidPartitions, maxPartitions, partitions)
 	}
-	if replication != -1 && replication != 1 {
-		return nil, fmt.Errorf("%w: replication factor %d: Tiercel does not replicate partitions between brokers yet (the bucket holds their tiered data); use 1 or -1", errInvalidReplication, replication)
+	if replication < 1 {
+		return nil, fmt.Errorf("%w: replication factor must be at least 1, not %d", errInvalidReplication, replication)
+	}
+	if name == offsetsTopic && replication != 1 {
+		return nil, fmt.Errorf("%w: %s has one replica in Tiercel (it moves through the bucket instead)", errInvalidReplication, offsetsTopic)
 	}
 	if err := config.ValidateTopic(configs); err != nil {
+		return nil, err
+	}
+	if err := b.checkAssignment(assignment); err != nil {
 		return nil, err
 	}
 	b.meta.mu.Lock()
@@ -214,12 +226,32 @@ func (b *Broker) createTopic(name string, partitions int32, replication int16, c
 	if err := b.checkNewTopicName(name); err != nil {
 		return nil, err
 	}
+	op := metalog.CreateTopic{Name: name, ID: newUUIDString(), Configs: configs}
+	switch {
+	case assignment != nil && len(assignment[0]) > 1:
+		op.Replicas = assignment
+	case assignment != nil:
+		for _, rs := range assignment {
+			op.Leaders = append(op.Leaders, rs[0])
+		}
+	case replication > 1:
+		rs, err := b.placeReplicas(partitions, int(replication))
+		if err != nil {
+			return nil, err
+		}
+		op.Replicas = rs
+	default:
+		op.Leaders = b.placeLeaders(partitions)
+	}
+	for _, rs := range op.Replicas {
+		op.Leaders = append(op.Leaders, rs[0])
+	}
 	if validateOnly {
-		return &topic{meta: &topicMeta{Name: name, Partitions: partitions, Configs: configs}}, nil
+		return &topic{meta: &topicMeta{Name: name, Partitions: int32(len(op.Leaders)), Configs: configs, Replicas: op.Replicas}}, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	done, err := b.appendMeta(ctx, metalog.Op{CreateTopic: &metalog.CreateTopic{Name: name, ID: newUUIDString(), Leaders: b.placeLeaders(partitions), Configs: configs}})
+	done, err := b.appendMeta(ctx, metalog.Op{CreateTopic: &op})
 	if err != nil {
 		return nil, metaError(err)
 	}
@@ -231,6 +263,32 @@ func (b *Broker) createTopic(name string, partitions int32, replication int16, c
 		return nil, fmt.Errorf("%w: topic %q was created but its logs could not be opened", storage.ErrStorage, name)
 	}
 	return t, nil
+}
+
+// checkAssignment checks a CreateTopics replica assignment: lists of one
+// length, of live brokers, none twice.
+func (b *Broker) checkAssignment(assignment [][]int32) error {
+	if assignment == nil {
+		return nil
+	}
+	live := map[int32]bool{}
+	for _, lb := range b.liveBrokers() {
+		live[lb.id] = true
+	}
+	for p, rs := range assignment {
+		if len(rs) == 0 || len(rs) != len(assignment[0]) {
+			return fmt.Errorf("%w: partition %d has %d replicas; every partition needs %d", errInvalidAssignment, p, len(rs), len(assignment[0]))
+		}
+		for i, r := range rs {
+			if !live[r] {
+				return fmt.Errorf("%w: broker %d (partition %d) is not live", errInvalidAssignment, r, p)
+			}
+			if slices.Contains(rs[:i], r) {
+				return fmt.Errorf("%w: broker %d appears twice in partition %d", errInvalidAssignment, r, p)
+			}
+		}
+	}
+	return nil
 }
 
 func (b *Broker) checkNewTopicName(name string) error {

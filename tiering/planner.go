@@ -55,8 +55,14 @@ func MakePlan(local []LocalSegment, m *Manifest, r Retention, nowMs int64) Plan 
 				continue
 			}
 			empty = false
-		} else if s.BaseOffset != next {
+		} else if s.BaseOffset > next {
 			break // a gap: nothing after it can continue the remote log
+		} else if s.BaseOffset < next {
+			// It straddles the remote end: this log's segments end where
+			// the uploaded ones did not (a follower that became the
+			// leader rolled its copy elsewhere). Its part from the remote
+			// end on continues the remote log.
+			s.BaseOffset = next
 		}
 		p.Upload = append(p.Upload, s)
 		next = s.NextOffset

@@ -31,6 +31,23 @@ func TestPlanUploadsClosedSegmentsInOrder(t *testing.T) {
 	}
 }
 
+// A leader whose segments end elsewhere than the uploaded ones (it was a
+// follower that rolled its copy at other offsets) uploads the part of the
+// segment straddling the remote end from that end on, then its next
+// segments; a gap still stops the uploads.
+func TestPlanStraddlingSegment(t *testing.T) {
+	var m Manifest
+	m.Add(seg(0, 15))
+	p := MakePlan(locals(0, 10, 20, 30, 40), &m, keepAll, 0)
+	if len(p.Upload) != 2 || p.Upload[0].BaseOffset != 15 || p.Upload[0].NextOffset != 20 || p.Upload[1].BaseOffset != 20 {
+		t.Fatalf("uploads %+v", p.Upload)
+	}
+	p = MakePlan(locals(20, 30, 40), &m, keepAll, 0)
+	if len(p.Upload) != 0 {
+		t.Fatalf("uploads across a gap: %+v", p.Upload)
+	}
+}
+
 func TestPlanLocalRetentionOnlyAfterUpload(t *testing.T) {
 	var m Manifest
 	r := Retention{LocalMs: -1, LocalBytes: 0, Ms: -1, Bytes: -1} // keep nothing locally

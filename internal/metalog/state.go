@@ -236,6 +236,11 @@ type SetLeader struct {
 	// writer paused between the revoke and the append) cannot move a
 	// partition away from a restarted leader that never saw the entry.
 	ExpectIncarnation string `json:"expectIncarnation,omitempty"`
+	// ISR, for a replicated partition, replaces its in-sync replicas with
+	// the new leader's election (the old leader leaves the ISR when it
+	// crashed or shut down, as KRaft removes a fenced broker). It must hold
+	// the new leader and only replicas. Nil keeps the ISR.
+	ISR []int32 `json:"isr,omitempty"`
 }
 
 // RegisterBroker records a broker id's current incarnation, and where it
@@ -335,6 +340,12 @@ func (s *State) Check(op Op) error {
 		}
 		if len(t.Replicas) > 0 && l.Leader != Parked && !slices.Contains(t.ISR[l.Partition], l.Leader) {
 			return fmt.Errorf("%w: broker %d is not in the ISR %v of %s-%d", ErrInvalid, l.Leader, t.ISR[l.Partition], l.Topic, l.Partition)
+		}
+		if l.ISR != nil {
+			rs := t.ReplicasOf(l.Partition)
+			if len(t.Replicas) == 0 || !slices.Contains(l.ISR, l.Leader) || hasDuplicates(l.ISR) || slices.ContainsFunc(l.ISR, func(r int32) bool { return !slices.Contains(rs, r) }) {
+				return fmt.Errorf("%w: ISR %v for %s-%d (replicas %v, leader %d)", ErrInvalid, l.ISR, l.Topic, l.Partition, rs, l.Leader)
+			}
 		}
 		if inc := s.Brokers[l.Expect.Broker]; l.ExpectIncarnation != "" && inc != "" && inc != l.ExpectIncarnation {
 			return fmt.Errorf("%w: broker %d registered incarnation %s after %s's lease was revoked", ErrStale, l.Expect.Broker, inc, l.ExpectIncarnation)
@@ -447,6 +458,9 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 			l := op.SetLeader
 			t := s.Topics[l.Topic]
 			t.Leaders[l.Partition] = Leader{Broker: l.Leader, Epoch: l.Expect.Epoch + 1}
+			if l.ISR != nil {
+				t.ISR[l.Partition] = slices.Clone(l.ISR)
+			}
 			delete(t.Moves, l.Partition)
 		case op.RequestMove != nil:
 			t := s.Topics[op.RequestMove.Topic]

@@ -271,6 +271,13 @@ func TestApplyReplication(t *testing.T) {
 	if l := s.Topics["r"].Leaders[0]; l != (Leader{Broker: 2, Epoch: 1}) {
 		t.Fatalf("leader %+v", l)
 	}
+	lead2 := Leader{Broker: 2, Epoch: 1}
+	step(Op{SetLeader: &SetLeader{Topic: "r", Partition: 0, Leader: 1, Expect: lead2, ISR: []int32{2}}}, false)    // the ISR lacks the leader
+	step(Op{SetLeader: &SetLeader{Topic: "r", Partition: 0, Leader: 1, Expect: lead2, ISR: []int32{1, 5}}}, false) // not a replica
+	step(Op{SetLeader: &SetLeader{Topic: "r", Partition: 0, Leader: 1, Expect: lead2, ISR: []int32{1}}}, true)     // the old leader leaves the ISR
+	if tp := s.Topics["r"]; fmt.Sprint(tp.Leaders[0], tp.ISROf(0)) != "{1 2} [1]" {
+		t.Fatalf("after election: leader %+v isr %v", tp.Leaders[0], tp.ISROf(0))
+	}
 	step(Op{AddPartitions: &AddPartitions{Name: "r", ID: "R", From: 2, Leaders: []int32{3}}}, false) // replicas required
 	step(Op{AddPartitions: &AddPartitions{Name: "r", ID: "R", From: 2, Leaders: []int32{3}, Replicas: [][]int32{{3, 1}}}}, true)
 	if fmt.Sprint(s.Clone().Topics["r"].ISROf(2)) != "[3 1]" {

@@ -1,0 +1,297 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/tiercel/tiercel/broker/storage"
+	"github.com/tiercel/tiercel/internal/metalog"
+	"github.com/tiercel/tiercel/internal/replica"
+)
+
+// Replication (docs/design.md "Replication"): the leader of a replicated
+// partition keeps a replica.Leader fed by its appends and its followers'
+// fetches; the high watermark it computes caps what consumers read, what
+// acks=all waits for and what is tiered (storage.Log.SetReplicaHighWatermark).
+// ISR changes are proposed by the leader and take effect when the metadata
+// log commits them. Followers copy with Kafka's Fetch (follower.go).
+
+// replication holds this broker's replication state. Lock order: b.mu,
+// then replication.mu, then a leaderRepl's mu; none is held across a
+// metadata append or a network call.
+type replication struct {
+	mu       sync.Mutex
+	leaders  map[partitionKey]*leaderRepl
+	fetchers map[int32]*fetcher // by leader broker (follower.go)
+	epoch    time.Time          // replica.Leader's clock counts from here
+}
+
+// leaderRepl is one partition led here with more than one replica.
+type leaderRepl struct {
+	key     partitionKey
+	topicID string
+	log     *storage.Log
+
+	mu      sync.Mutex
+	st      *replica.Leader
+	leader  metalog.Leader
+	metaISR []int32 // the ISR exactly as the metadata log holds it (SetISR expects it)
+}
+
+func (b *Broker) replNow() time.Duration { return time.Since(b.repl.epoch) }
+
+func (b *Broker) replConfig(m *topicMeta) replica.Config {
+	return replica.Config{
+		LagTime: time.Duration(b.cfg.Int64("replica.lag.time.max.ms")) * time.Millisecond,
+		MinISR:  int(b.cfg.TopicInt64(m.Configs, "min.insync.replicas")),
+	}
+}
+
+// leadReplicated starts or updates the leader state of partition p, led
+// here with log l; the caller holds b.mu. A new epoch starts afresh, as a
+// new Kafka leader does; the same epoch takes the committed ISR.
+func (b *Broker) leadReplicated(m *topicMeta, p int32, l *storage.Log) {
+	key := partitionKey{m.Name, p}
+	leader, isr := m.Leaders[p], m.ISR[p]
+	b.repl.mu.Lock()
+	defer b.repl.mu.Unlock()
+	if b.repl.leaders == nil {
+		b.repl.leaders = map[partitionKey]*leaderRepl{}
+	}
+	lr := b.repl.leaders[key]
+	if lr != nil && lr.log == l && lr.leader == leader && lr.topicID == m.ID {
+		lr.mu.Lock()
+		if !slices.Equal(lr.metaISR, isr) {
+			lr.metaISR = slices.Clone(isr)
+			lr.st.Committed(isr)
+		}
+		hw := lr.st.HighWatermark()
+		lr.mu.Unlock()
+		l.SetReplicaHighWatermark(hw)
+		return
+	}
+	hw := l.StartOffset()
+	if l.Replicated() {
+		hw = l.HighWatermark()
+	}
+	st := replica.NewLeader(b.replConfig(m), b.nodeID, leader.Epoch, m.Replicas[p], isr, l.EndOffset(), hw, b.replNow())
+	st.Appended(l.EndOffset())
+	b.repl.leaders[key] = &leaderRepl{key: key, topicID: m.ID, log: l, st: st, leader: leader, metaISR: slices.Clone(isr)}
+	l.SetReplicaHighWatermark(st.HighWatermark())
+}
+
+// stopLeading forgets the leader state of partitions no longer led here;
+// the caller holds b.mu.
+func (b *Broker) stopLeading(name string, p int32) {
+	b.repl.mu.Lock()
+	delete(b.repl.leaders, partitionKey{name, p})
+	b.repl.mu.Unlock()
+}
+
+// leaderState is the leader state of a replicated partition led here, or nil.
+func (b *Broker) leaderState(name string, p int32) *leaderRepl {
+	b.repl.mu.Lock()
+	defer b.repl.mu.Unlock()
+	return b.repl.leaders[partitionKey{name, p}]
+}
+
+// checkProduce refuses an acks=all produce when the ISR is smaller than
+// min.insync.replicas (NOT_ENOUGH_REPLICAS, before appending).
+func (lr *leaderRepl) checkProduce() int16 {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	if errors.Is(lr.st.CheckProduce(), replica.ErrNotEnoughReplicas) {
+		return kerr.NotEnoughReplicas.Code
+	}
+	return 0
+}
+
+// underMinISR reports an ISR below min.insync.replicas now.
+func (lr *leaderRepl) underMinISR() bool {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return lr.st.CheckProduce() != nil
+}
+
+// appended moves the high watermark after an append (an ISR of one).
+func (lr *leaderRepl) appended() {
+	lr.mu.Lock()
+	lr.st.Appended(lr.log.EndOffset())
+	hw := lr.st.HighWatermark()
+	lr.mu.Unlock()
+	lr.log.SetReplicaHighWatermark(hw)
+}
+
+// fetched records a follower's fetch from offset and returns the high
+// watermark to send it.
+func (lr *leaderRepl) fetched(follower int32, offset int64, now time.Duration) (int64, error) {
+	lr.mu.Lock()
+	lr.st.Appended(lr.log.EndOffset())
+	err := lr.st.Fetched(follower, offset, now)
+	hw := lr.st.HighWatermark()
+	lr.mu.Unlock()
+	lr.log.SetReplicaHighWatermark(hw)
+	return hw, err
+}
+
+// watchISR proposes ISR changes of the partitions led here, every
+// tiercel.replica.isr.check.ms, until stop.
+func (b *Broker) watchISR(stop <-chan struct{}) {
+	every := time.Duration(b.cfg.Int64("tiercel.replica.isr.check.ms")) * time.Millisecond
+	repeat(stop, nil, every, func() (time.Duration, bool) {
+		b.proposeISRs()
+		return every, true
+	})
+}
+
+func (b *Broker) proposeISRs() {
+	b.repl.mu.Lock()
+	leaders := make([]*leaderRepl, 0, len(b.repl.leaders))
+	for _, lr := range b.repl.leaders {
+		leaders = append(leaders, lr)
+	}
+	b.repl.mu.Unlock()
+	now := b.replNow()
+	for _, lr := range leaders {
+		lr.mu.Lock()
+		isr, ok := lr.st.Propose(now)
+		op := metalog.SetISR{Topic: lr.key.topic, ID: lr.topicID, Partition: lr.key.partition, Expect: lr.leader, ExpectISR: slices.Clone(lr.metaISR), ISR: isr}
+		lr.mu.Unlock()
+		if !ok {
+			continue
+		}
+		done, err := b.commitMeta(metalog.Op{SetISR: &op})
+		lr.mu.Lock()
+		switch {
+		case err == nil && done[0]:
+			// reconcile (leadReplicated) applied it already; this is for
+			// a state it replaced meanwhile.
+			if lr.st.Pending() != nil {
+				lr.st.Committed(isr)
+				lr.metaISR = slices.Clone(isr)
+			}
+			b.logger.Info("ISR changed", "topic", op.Topic, "partition", op.Partition, "from", op.ExpectISR, "to", isr)
+		default:
+			if lr.st.Pending() != nil {
+				lr.st.Rejected()
+			}
+			if err != nil && !errors.Is(err, metalog.ErrStale) {
+				b.logger.Warn("committing an ISR change", "topic", op.Topic, "partition", op.Partition, "isr", isr, "err", err)
+			}
+		}
+		hw := lr.st.HighWatermark()
+		lr.mu.Unlock()
+		lr.log.SetReplicaHighWatermark(hw)
+	}
+}
+
+// waitReplicated returns once the high watermark of l reaches end (every
+// in-sync replica holds the records, durably by the flush policy), or ctx ends.
+func (b *Broker) waitReplicated(ctx context.Context, l *storage.Log, end int64) error {
+	tp := l.TopicPartition()
+	var wake chan struct{}
+	var unregister func()
+	defer func() {
+		if unregister != nil {
+			unregister()
+		}
+	}()
+	for {
+		if l.HighWatermark() >= end {
+			return nil
+		}
+		if l.EndOffset() < end {
+			return storage.ErrClosed // truncated: this broker lost the leadership
+		}
+		if wake == nil {
+			wake, unregister = b.waiters.register([]storage.TopicPartition{tp})
+			continue
+		}
+		select {
+		case <-wake:
+			if b.draining.Load() {
+				return context.Canceled
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// replicatedHandoff is the leader change that moves a replicated partition
+// led here to m.to, or to another live in-sync replica if m.to is not one
+// (Kafka's controlled shutdown): nothing is uploaded, since the new leader
+// holds every committed record. Produces are stopped already; it waits a
+// little for the followers to fetch the last records, so that even acks=1
+// records survive a clean handoff. A broker shutting down also leaves the
+// ISR. Nil when no in-sync replica is live: the partition stays.
+func (b *Broker) replicatedHandoff(ctx context.Context, m partitionMove) *metalog.Op {
+	isr := m.t.meta.ISROf(m.p)
+	live := b.liveBrokerIDs()
+	to := int32(-1)
+	if m.to != b.nodeID && slices.Contains(isr, m.to) && live[m.to] {
+		to = m.to
+	} else {
+		for _, r := range isr {
+			if r != b.nodeID && live[r] {
+				to = r
+				break
+			}
+		}
+	}
+	if to < 0 {
+		b.logger.Warn("handoff: no live in-sync replica to lead a partition; it stays here", "topic", m.t.meta.Name, "partition", m.p, "isr", isr)
+		return nil
+	}
+	l := m.t.logs[m.p]
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err := b.waitReplicated(wctx, l, l.EndOffset())
+	cancel()
+	if err != nil {
+		b.logger.Warn("handoff: followers did not fetch the last records in time; records not acknowledged to acks=all may be lost",
+			"topic", m.t.meta.Name, "partition", m.p, "end", l.EndOffset(), "high_watermark", l.HighWatermark())
+	}
+	op := metalog.SetLeader{Topic: m.t.meta.Name, Partition: m.p, Leader: to, Expect: m.t.meta.Leaders[m.p]}
+	if b.movingOut.Load() {
+		op.ISR = slices.DeleteFunc(slices.Clone(isr), func(r int32) bool { return r == b.nodeID })
+	}
+	return &metalog.Op{SetLeader: &op}
+}
+
+// leaveISRs takes this broker out of the ISR of every partition it follows
+// when it shuts down (Kafka's controller does this for a controlled
+// shutdown), so that leaders need not wait replica.lag.time.max.ms before
+// acks=all stops waiting for it. A change that raced another is skipped:
+// the leader then drops it when it lags.
+func (b *Broker) leaveISRs(ctx context.Context) {
+	var ops []metalog.Op
+	b.mu.RLock()
+	for _, t := range b.topics {
+		for p, l := range t.followers {
+			isr := t.meta.ISROf(int32(p))
+			if l == nil || !slices.Contains(isr, b.nodeID) {
+				continue
+			}
+			next := slices.DeleteFunc(slices.Clone(isr), func(r int32) bool { return r == b.nodeID })
+			ops = append(ops, metalog.Op{SetISR: &metalog.SetISR{Topic: t.meta.Name, ID: t.meta.ID, Partition: int32(p),
+				Expect: t.meta.Leaders[p], ExpectISR: slices.Clone(isr), ISR: next}})
+		}
+	}
+	b.mu.RUnlock()
+	if len(ops) == 0 {
+		return
+	}
+	b.meta.mu.Lock()
+	defer b.meta.mu.Unlock()
+	done, err := b.appendMeta(ctx, ops...)
+	if err != nil {
+		b.logger.Warn("leaving the ISRs at shutdown; the leaders will drop this broker when it lags", "err", err)
+		return
+	}
+	b.logger.Info("left the ISRs of the partitions followed here", "partitions", applied(done))
+}

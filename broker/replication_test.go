@@ -1,0 +1,218 @@
+package broker_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tiercel/tiercel/broker/storage"
+	"github.com/tiercel/tiercel/internal/brokertest"
+	"github.com/tiercel/tiercel/internal/recordbatch"
+	"github.com/tiercel/tiercel/internal/vfs"
+)
+
+// createReplicated creates topic with rf replicas per partition through
+// the broker at addr and waits until every broker in addrs knows it.
+func createReplicated(t *testing.T, addr, topic string, partitions int32, rf int16, configs map[string]*string, addrs ...string) {
+	t.Helper()
+	resp, err := admin(t, addr).CreateTopic(ctx(t), partitions, rf, configs, topic)
+	if err != nil || resp.Err != nil {
+		t.Fatalf("create %s: %v %v", topic, err, resp.Err)
+	}
+	for _, a := range addrs {
+		brokertest.WaitFor(t, "every broker to know "+topic, func() bool { return partitionsOf(t, a, topic) != nil })
+	}
+}
+
+// partitionsOf is topic's partitions in the answer of exactly the broker at addr.
+func partitionsOf(t *testing.T, addr, topic string) []kmsg.MetadataResponseTopicPartition {
+	t.Helper()
+	for _, tp := range metadataOf(t, addr).Topics {
+		if *tp.Topic == topic && tp.ErrorCode == 0 {
+			return tp.Partitions
+		}
+	}
+	return nil
+}
+
+// diskValues reads partition p of topic from a stopped broker's data
+// directory: every record it holds, whatever its high watermark.
+func diskValues(t *testing.T, dir, topic string, p int32) []string {
+	t.Helper()
+	m, err := storage.OpenManager(vfs.Default, filepath.Clean(dir), storage.ManagerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	l := m.Get(storage.TopicPartition{Topic: topic, Partition: p})
+	if l == nil {
+		return nil
+	}
+	var out []string
+	for off := l.StartOffset(); off < l.EndOffset(); {
+		res, err := l.Read(off, 1<<20, l.EndOffset())
+		if err != nil {
+			t.Fatal(err)
+		}
+		batches, err := recordbatch.Validate(res.Records, recordbatch.ValidateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range batches {
+			recs, err := recordbatch.Records(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				out = append(out, string(r.Value))
+			}
+			off = b.LastOffset() + 1
+		}
+	}
+	return out
+}
+
+// TestReplicatedTopic: a topic with replication factor 3 on three brokers
+// in three racks has each partition on all three, every replica in sync;
+// acks=all produces are answered once the followers hold the records; the
+// three copies of every partition are identical on disk; and a clean
+// shutdown of a leader moves its partitions to an in-sync follower with
+// nothing lost and no upload needed (it works with tiering off).
+func TestReplicatedTopic(t *testing.T) {
+	brokers := startCluster(t, 3)
+	var addrs []string
+	for _, br := range brokers {
+		addrs = append(addrs, br.Addr())
+	}
+	off := "false"
+	createReplicated(t, addrs[0], "r", 3, 3, map[string]*string{"remote.storage.enable": &off}, addrs...)
+	for _, p := range partitionsOf(t, addrs[0], "r") {
+		rs := slices.Clone(p.Replicas)
+		slices.Sort(rs)
+		if fmt.Sprint(rs) != "[1 2 3]" || len(p.ISR) != 3 || p.Replicas[0] != p.Leader {
+			t.Fatalf("partition %d: replicas %v isr %v leader %d", p.Partition, p.Replicas, p.ISR, p.Leader)
+		}
+	}
+	p := client(t, addrs[0], kgo.DefaultProduceTopic("r"))
+	sent := sentLog{}
+	sent.produce(t, p, 0, 300)
+	sent.check(t, consume(t, addrs[1], "r", 300))
+
+	// A clean shutdown of broker 3 hands its partitions to in-sync
+	// followers, which carry on from their copies.
+	brokers[2].Close()
+	brokertest.WaitFor(t, "broker 3 to lead nothing and leave the ISRs", func() bool {
+		for _, part := range partitionsOf(t, addrs[0], "r") {
+			if part.Leader == 3 || slices.Contains(part.ISR, 3) || part.ErrorCode != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	sent.produce(t, p, 300, 600)
+	sent.check(t, consume(t, addrs[1], "r", 600))
+
+	brokers[0].Close()
+	brokers[1].Close()
+	for part := range int32(3) {
+		a := diskValues(t, brokers[0].DataDir(), "r", part)
+		b := diskValues(t, brokers[1].DataDir(), "r", part)
+		if len(a) != len(sent[part]) || !slices.Equal(a, b) || fmt.Sprint(a) != fmt.Sprint(sent[part]) {
+			t.Fatalf("partition %d: broker 1 holds %d records, broker 2 %d, %d were sent; copies equal: %v", part, len(a), len(b), len(sent[part]), slices.Equal(a, b))
+		}
+		c := diskValues(t, brokers[2].DataDir(), "r", part)
+		if len(c) > len(a) || !slices.Equal(c, a[:len(c)]) {
+			t.Fatalf("partition %d: broker 3's copy is not a prefix of the others", part)
+		}
+	}
+}
+
+// TestMinInsyncReplicas: with min.insync.replicas=2 and two of three
+// brokers gone, the leader drops them from the ISR after
+// replica.lag.time.max.ms and refuses acks=all produces with
+// NOT_ENOUGH_REPLICAS; acks=1 still works; when a follower is back and
+// caught up it rejoins the ISR and acks=all works again.
+func TestMinInsyncReplicas(t *testing.T) {
+	brokers := startCluster(t, 3, "replica.lag.time.max.ms=1500", "tiercel.replica.isr.check.ms=100")
+	var addrs []string
+	for _, br := range brokers {
+		addrs = append(addrs, br.Addr())
+	}
+	// One partition led by broker 1, followed by 2 and 3.
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "one", -1, -1
+	a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+	a.Partition, a.Replicas = 0, []int32{1, 2, 3}
+	rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
+	for _, c := range []struct{ k, v string }{{"min.insync.replicas", "2"}, {"remote.storage.enable", "false"}} {
+		cc := kmsg.NewCreateTopicsRequestTopicConfig()
+		cc.Name, cc.Value = c.k, kmsg.StringPtr(c.v)
+		rt.Configs = append(rt.Configs, cc)
+	}
+	req.Topics = append(req.Topics, rt)
+	raw, err := client(t, addrs[0]).Request(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := raw.(*kmsg.CreateTopicsResponse).Topics[0].ErrorCode; code != 0 {
+		t.Fatalf("create with an assignment: %v", kerr.ErrorForCode(code))
+	}
+	for _, a := range addrs {
+		brokertest.WaitFor(t, "every broker to know the topic", func() bool { return partitionsOf(t, a, "one") != nil })
+	}
+	all := client(t, addrs[0], kgo.DefaultProduceTopic("one"))
+	if err := all.ProduceSync(ctx(t), &kgo.Record{Value: []byte("a")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	brokers[1].Close()
+	brokers[2].Close()
+	brokertest.WaitFor(t, "the ISR to shrink to the leader", func() bool {
+		ps := partitionsOf(t, addrs[0], "one")
+		return len(ps) == 1 && fmt.Sprint(ps[0].ISR) == "[1]"
+	})
+	produce := func(acks int16) int16 {
+		req := kmsg.NewPtrProduceRequest()
+		req.Acks, req.TimeoutMillis = acks, 5000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = "one"
+		rp := kmsg.NewProduceRequestTopicPartition()
+		b, err := recordbatch.Build([]recordbatch.Record{{Value: []byte("x")}}, recordbatch.BuildOptions{ProducerID: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rp.Records = b
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		acksOpt := kgo.RequiredAcks(kgo.AllISRAcks())
+		if acks == 1 {
+			acksOpt = kgo.RequiredAcks(kgo.LeaderAck())
+		}
+		raw, err := client(t, addrs[0], acksOpt, kgo.DisableIdempotentWrite()).SeedBrokers()[0].Request(ctx(t), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
+	}
+	if code := produce(-1); code != kerr.NotEnoughReplicas.Code {
+		t.Fatalf("acks=all with an ISR of one: %v, want NOT_ENOUGH_REPLICAS", kerr.ErrorForCode(code))
+	}
+	if code := produce(1); code != 0 {
+		t.Fatalf("acks=1 with an ISR of one: %v", kerr.ErrorForCode(code))
+	}
+
+	brokers[1].Restart()
+	brokertest.WaitFor(t, "broker 2 to rejoin the ISR", func() bool {
+		ps := partitionsOf(t, addrs[0], "one")
+		return len(ps) == 1 && fmt.Sprint(ps[0].ISR) == "[1 2]"
+	})
+	if code := produce(-1); code != 0 {
+		t.Fatalf("acks=all with two in sync: %v", kerr.ErrorForCode(code))
+	}
+}
