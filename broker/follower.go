@@ -404,6 +404,14 @@ func (f *fetcher) apply(p *followed, rp *kmsg.FetchResponseTopicPartition) bool 
 		}
 	}
 	p.log.SetReplicaHighWatermark(rp.HighWatermark)
+	// The copy starts where the leader's local log does: what is below it
+	// was deleted (retention, DeleteRecords) or is in the bucket (local
+	// retention trims a leader's log only after the upload).
+	if start := min(rp.LogStartOffset, p.log.HighWatermark()); start > p.log.StartOffset() {
+		if _, err := p.log.DeleteRecordsBefore(start); err != nil {
+			f.b.logger.Warn("follower log start", "topic", p.key.topic, "partition", p.key.partition, "err", err)
+		}
+	}
 	return true
 }
 

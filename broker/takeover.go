@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -77,10 +78,13 @@ func (b *Broker) orphans() map[int32][]metalog.SetLeader {
 	live := b.liveBrokerIDs()
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	unclean := b.cfg.Bool("unclean.leader.election.enable")
 	out := map[int32][]metalog.SetLeader{}
 	for _, t := range b.topics {
-		if !b.tiered(t.meta) {
-			continue // moving it would restart its offsets at 0
+		if !t.meta.replicated() && (!unclean || !b.tiered(t.meta)) {
+			// One replica: it moves only by an unclean election, and only
+			// if tiered (else its offsets would restart at 0).
+			continue
 		}
 		for p, l := range t.meta.Leaders {
 			if !live[l.Broker] && l.Broker != metalog.Parked {
@@ -101,7 +105,7 @@ func (b *Broker) orphans() map[int32][]metalog.SetLeader {
 func (b *Broker) takeOverOrphans() {
 	// Cheap checks first: this runs every second on every broker, and
 	// orphans walks every partition.
-	if !b.cfg.Bool("unclean.leader.election.enable") || b.lowestLive() != b.nodeID {
+	if b.lowestLive() != b.nodeID {
 		return
 	}
 	orphans := b.orphans()
@@ -175,12 +179,27 @@ func (b *Broker) lowestLive() int32 {
 	return ids[0].id
 }
 
-// moveOrphans commits new leaders for a gone broker's partitions.
+// moveOrphans commits new leaders for a gone broker's partitions: an
+// in-sync replica for a replicated partition (electFromISR), a live
+// broker in turn for the others.
 func (b *Broker) moveOrphans(ctx context.Context, gone int32, parts []metalog.SetLeader, targets []int32) {
-	ops := make([]metalog.Op, len(parts))
+	ops := make([]metalog.Op, 0, len(parts))
+	unclean := 0
 	for i := range parts {
-		parts[i].Leader = targets[i%len(targets)]
-		ops[i] = metalog.Op{SetLeader: &parts[i]}
+		t := b.getTopic(parts[i].Topic)
+		if t != nil && t.meta.replicated() {
+			if !b.electFromISR(t.meta, &parts[i], targets) {
+				continue
+			}
+			ops = append(ops, metalog.Op{SetLeader: &parts[i]})
+			continue
+		}
+		parts[i].Leader = targets[unclean%len(targets)]
+		unclean++
+		ops = append(ops, metalog.Op{SetLeader: &parts[i]})
+	}
+	if len(ops) == 0 {
+		return
 	}
 	b.meta.mu.Lock()
 	defer b.meta.mu.Unlock()
@@ -190,6 +209,40 @@ func (b *Broker) moveOrphans(ctx context.Context, gone int32, parts []metalog.Se
 		return
 	}
 	moved := applied(done)
-	b.logger.Warn("unclean leader election: a broker's lease expired; its partitions resume from the object store on live brokers, and what it had not tiered is lost",
-		"broker", gone, "partitions", moved, "to", targets)
+	if unclean > 0 {
+		b.logger.Warn("unclean leader election: a broker's lease expired; its partitions resume from the object store on live brokers, and what it had not tiered is lost",
+			"broker", gone, "partitions", moved, "to", targets)
+		return
+	}
+	b.logger.Info("leader election: a broker's lease expired; in-sync replicas lead its partitions", "broker", gone, "partitions", moved)
+}
+
+// electFromISR chooses the new leader of a replicated partition whose
+// leader is gone: the first live in-sync replica in the order of live
+// (the preferred region first), which leaves the gone leader out of the
+// ISR. With none live, unclean.leader.election.enable elects any live
+// replica (losing what it lacks) with an ISR of itself; otherwise the
+// partition waits, offline, as Kafka's does.
+func (b *Broker) electFromISR(m *topicMeta, op *metalog.SetLeader, live []int32) bool {
+	isr, replicas := m.ISROf(op.Partition), m.ReplicasOf(op.Partition)
+	live = append(slices.Clone(live), spread(b.liveBrokers())...) // the region's first, then any
+	for _, id := range live {
+		if id != op.Expect.Broker && slices.Contains(isr, id) {
+			op.Leader = id
+			op.ISR = slices.DeleteFunc(slices.Clone(isr), func(r int32) bool { return r == op.Expect.Broker })
+			return true
+		}
+	}
+	if !b.cfg.Bool("unclean.leader.election.enable") {
+		b.logger.Warn("no live in-sync replica: the partition stays offline until one returns", "topic", op.Topic, "partition", op.Partition, "isr", isr)
+		return false
+	}
+	for _, id := range live {
+		if id != op.Expect.Broker && slices.Contains(replicas, id) {
+			op.Leader, op.ISR = id, []int32{id}
+			b.logger.Warn("unclean leader election of an out-of-sync replica: records it lacks are lost", "topic", op.Topic, "partition", op.Partition, "leader", id)
+			return true
+		}
+	}
+	return false
 }

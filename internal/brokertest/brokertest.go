@@ -313,6 +313,9 @@ func (p *Process) Output() string {
 // Restart starts the process again on the same data directory and port.
 func (p *Process) Restart() { p.t.Helper(); p.start() }
 
+// DataDir is the data directory the process runs (or next runs) on.
+func (p *Process) DataDir() string { return p.dir }
+
 // MoveTo makes the next Restart use another data directory (a broker
 // replaced by one with an empty disk, on the same address).
 func (p *Process) MoveTo(dataDir string) { p.dir = dataDir }

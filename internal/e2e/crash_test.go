@@ -61,6 +61,8 @@ type killLoad struct {
 	// disrupt, if set, replaces the SIGKILL and restart of proc in cycle c.
 	disrupt func(c int)
 	seeds   []string // the producers' seed brokers; default proc
+	// interval, if set, spaces each producer's records (a bounded load).
+	interval time.Duration
 }
 
 // produceThroughKills runs idempotent acks=all producers (one client
@@ -103,6 +105,9 @@ func produceThroughKills(t *testing.T, proc *brokertest.Process, topic string, l
 			defer wg.Done()
 			for seq := 0; ctx.Err() == nil; seq++ {
 				r := &kgo.Record{Value: []byte(fmt.Sprintf("%d-%09d", p, seq)), Key: pad, Partition: int32(seq % l.partitions)}
+				if l.interval > 0 {
+					time.Sleep(l.interval)
+				}
 				cl.Produce(ctx, r, func(r *kgo.Record, err error) {
 					mu.Lock()
 					defer mu.Unlock()

@@ -1,0 +1,229 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/tiercel/tiercel/broker/storage"
+	"github.com/tiercel/tiercel/internal/brokertest"
+	"github.com/tiercel/tiercel/internal/recordbatch"
+	"github.com/tiercel/tiercel/internal/testservers"
+	"github.com/tiercel/tiercel/internal/vfs"
+)
+
+// TestReplicationCrashes: three broker processes on versitygw, a topic
+// with replication factor 3 (one replica per rack), min.insync.replicas=2,
+// idempotent acks=all producers and a group consumer running throughout,
+// through: kill -9 of a broker (a leader of some partitions and a follower
+// of the others); kill -9 of two brokers one after the other (acks=all is
+// refused while one is left, then resumes); a broker restarted on an empty
+// data directory (it copies the local tail from the leader and rejoins
+// the ISR); a leader frozen with SIGSTOP past its lease (in-sync followers
+// take over; woken, it finds its lease revoked and exits). Afterwards every
+// acknowledged record is in the log exactly once and in order, the
+// consumer was never delivered a record that is not in the final log at
+// the same offset (nothing above the high watermark), and every in-sync
+// replica holds the same records (compared on disk).
+func TestReplicationCrashes(t *testing.T) {
+	const (
+		partitions = 3
+		topic      = "rep"
+	)
+	srv := testservers.StartVersityGW(t)
+	sets := append([]string{"tiercel.lease.ttl.ms=3000", "tiercel.lease.margin.ms=500", "replica.lag.time.max.ms=3000",
+		"tiercel.replica.isr.check.ms=200", "replica.fetch.wait.max.ms=100", "replica.fetch.backoff.ms=100"}, fastTiering...)
+	procs, _ := s3Cluster(t, srv, "replication", 3, sets...)
+	var addrs []string
+	for _, p := range procs {
+		addrs = append(addrs, p.Addr())
+	}
+	adm, admCl := newAdmin(t, addrs[0])
+	defer admCl.Close()
+	configs := map[string]*string{"min.insync.replicas": kadm.StringPtr("2")}
+	for k, v := range tinySegments {
+		configs[k] = v
+	}
+	if resp, err := adm.CreateTopic(context.Background(), partitions, 3, configs, topic); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	for _, a := range addrs {
+		brokertest.WaitFor(t, "every broker to know the topic", func() bool { return len(partitionsOf(t, a, topic)) == partitions })
+	}
+	reader := startLiveReader(t, addrs, topic, "rep-readers")
+
+	// waitISR waits until the broker at addr reports every partition led,
+	// with an ISR of n.
+	waitISR := func(addr string, n int) {
+		t.Helper()
+		brokertest.WaitFor(t, fmt.Sprintf("every partition led with %d in sync", n), func() bool {
+			parts := partitionsOf(t, addr, topic)
+			if len(parts) != partitions {
+				return false
+			}
+			for _, p := range parts {
+				if p.ErrorCode != 0 || p.Leader < 0 || len(p.ISR) != n {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	leaderOf := func(addr string, part int32) int32 {
+		for _, p := range partitionsOf(t, addr, topic) {
+			if p.Partition == part {
+				return p.Leader
+			}
+		}
+		return -1
+	}
+	other := func(not ...int) int {
+		for i := range procs {
+			if !slices.Contains(not, i) {
+				return i
+			}
+		}
+		return -1
+	}
+	acked := produceThroughKills(t, procs[0], topic, killLoad{
+		partitions: partitions, producers: 2, cycles: 4, seeds: addrs, padding: 50, interval: 100 * time.Microsecond,
+		pause: func() time.Duration { return 2 * time.Second },
+		disrupt: func(c int) {
+			switch c {
+			case 0: // kill -9 the leader of partition 0
+				victim := int(leaderOf(addrs[1], 0)) - 1
+				procs[victim].Kill()
+				began := time.Now()
+				waitISR(addrs[other(victim)], 2)
+				t.Logf("cycle 0: broker %d killed; its partitions led by in-sync replicas after %v", victim+1, time.Since(began).Round(time.Millisecond))
+				procs[victim].Restart()
+				waitISR(addrs[0], 3)
+			case 1: // kill -9 two brokers one after the other
+				procs[1].Kill()
+				waitISR(addrs[0], 2)
+				procs[2].Kill()
+				waitISR(addrs[0], 1)
+				time.Sleep(time.Second) // producers are refused (NOT_ENOUGH_REPLICAS) and retry
+				procs[1].Restart()
+				procs[2].Restart()
+				waitISR(addrs[0], 3)
+				t.Logf("cycle 1: brokers 2 and 3 killed in turn and restarted; all back in sync")
+			case 2: // a broker restarted on an empty disk
+				procs[2].Kill()
+				waitISR(addrs[0], 2)
+				procs[2].MoveTo(t.TempDir())
+				procs[2].Restart()
+				waitISR(addrs[0], 3)
+				t.Logf("cycle 2: broker 3 restarted on an empty disk and caught up")
+			case 3: // a leader frozen past its lease
+				victim := int(leaderOf(addrs[0], 1)) - 1
+				procs[victim].Signal(syscall.SIGSTOP)
+				began := time.Now()
+				brokertest.WaitFor(t, "the frozen leader's partitions to move", func() bool {
+					for _, p := range partitionsOf(t, addrs[other(victim)], topic) {
+						if p.Leader == int32(victim+1) || p.Leader < 0 || p.ErrorCode != 0 {
+							return false
+						}
+					}
+					return true
+				})
+				t.Logf("cycle 3: broker %d frozen; its partitions moved after %v", victim+1, time.Since(began).Round(time.Millisecond))
+				procs[victim].Signal(syscall.SIGCONT)
+				err, exited := procs[victim].WaitExit(15 * time.Second)
+				if !exited || err == nil || !strings.Contains(procs[victim].Output(), "another process took this broker's lease") {
+					t.Fatalf("broker %d after SIGCONT: exited %v with %v; output:\n%s", victim+1, exited, err, procs[victim].Output())
+				}
+				procs[victim].Restart()
+				waitISR(addrs[other(victim)], 3)
+			}
+		},
+	})
+	if len(acked) < 1000 {
+		t.Fatalf("only %d records acknowledged: too little load to prove anything", len(acked))
+	}
+	waitISR(addrs[0], 3)
+	log := readAll(t, addrs[0], topic, partitions)
+	checkLog(t, log, acked)
+	reader.check(t, acked)
+	reader.mu.Lock()
+	for p, offs := range reader.at {
+		for off, v := range offs {
+			if off >= int64(len(log[p])) || log[p][off] != v {
+				t.Errorf("partition %d offset %d: the consumer was delivered %q, which is not in the final log there", p, off, v)
+			}
+		}
+	}
+	reader.mu.Unlock()
+
+	// Every replica holds the same records at the same offsets: wait for
+	// the followers to fetch the last ones, stop all three at once (no
+	// handoff moves anything), compare.
+	ends := map[int32]int64{}
+	for p, vs := range log {
+		ends[p] = int64(len(vs))
+	}
+	time.Sleep(time.Second)
+	for _, p := range procs {
+		p.Kill()
+	}
+	for part := range int32(partitions) {
+		for i, p := range procs {
+			start, vs := diskLog(t, p.DataDir(), topic, part)
+			if start+int64(len(vs)) != ends[part] {
+				t.Errorf("partition %d: broker %d's copy ends at %d, the log at %d", part, i+1, start+int64(len(vs)), ends[part])
+				continue
+			}
+			for j, v := range vs {
+				if want := log[part][start+int64(j)]; v != want {
+					t.Fatalf("partition %d offset %d: broker %d holds %q, the log %q", part, start+int64(j), i+1, v, want)
+				}
+			}
+		}
+	}
+}
+
+// diskLog reads partition p of topic from a stopped broker's data
+// directory: its start offset and every record value it holds.
+func diskLog(t *testing.T, dir, topic string, p int32) (int64, []string) {
+	t.Helper()
+	m, err := storage.OpenManager(vfs.Default, dir, storage.ManagerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	l := m.Get(storage.TopicPartition{Topic: topic, Partition: p})
+	if l == nil {
+		return 0, nil
+	}
+	var out []string
+	start := l.StartOffset()
+	for off := start; off < l.EndOffset(); {
+		res, err := l.Read(off, 1<<20, l.EndOffset())
+		if err != nil {
+			t.Fatal(err)
+		}
+		batches, err := recordbatch.Validate(res.Records, recordbatch.ValidateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range batches {
+			recs, err := recordbatch.Records(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				if r.Offset >= off {
+					out = append(out, string(r.Value))
+				}
+			}
+			off = b.LastOffset() + 1
+		}
+	}
+	return start, out
+}
