@@ -201,6 +201,7 @@ func New(opts Options) (*Broker, error) {
 	b.metrics.ObservePartitions(b.partitionStats)
 	b.metrics.ObserveGroups(b.coord.stats)
 	b.metrics.ObserveTiering(b.tieringStats)
+	b.metrics.ObserveReplication(b.replicationStats)
 	ok = true
 	return b, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/tiercel/tiercel/broker/storage"
 	"github.com/tiercel/tiercel/internal/metalog"
 	"github.com/tiercel/tiercel/internal/replica"
+	"github.com/tiercel/tiercel/internal/telemetry"
 )
 
 // Replication (docs/design.md "Replication"): the leader of a replicated
@@ -294,4 +295,37 @@ func (b *Broker) leaveISRs(ctx context.Context) {
 		return
 	}
 	b.logger.Info("left the ISRs of the partitions followed here", "partitions", applied(done))
+}
+
+// replicationStats counts this broker's replicated partitions by health
+// for the metrics (telemetry.ReplicationStats).
+func (b *Broker) replicationStats() telemetry.ReplicationStats {
+	var st telemetry.ReplicationStats
+	live := b.liveBrokerIDs()
+	reportOffline := b.lowestLive() == b.nodeID
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, t := range b.topics {
+		minISR := int(b.cfg.TopicInt64(t.meta.Configs, "min.insync.replicas"))
+		for p := range t.meta.Partitions {
+			leader := t.meta.Leaders[p].Broker
+			if reportOffline && leader != metalog.Parked && !live[leader] {
+				st.Offline++
+			}
+			if leader != b.nodeID || !t.meta.replicated() {
+				continue
+			}
+			isr := len(t.meta.ISROf(p))
+			if isr < len(t.meta.ReplicasOf(p)) {
+				st.UnderReplicated++
+			}
+			switch {
+			case isr < minISR:
+				st.UnderMinISR++
+			case isr == minISR:
+				st.AtMinISR++
+			}
+		}
+	}
+	return st
 }

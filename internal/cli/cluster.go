@@ -90,12 +90,17 @@ func clusterBrokersCmd(g *Globals) *cobra.Command {
 }
 
 type clusterStatus struct {
-	ClusterID string             `json:"cluster_id"`
-	Brokers   []brokerView       `json:"brokers"`
-	Leading   map[int32]int      `json:"partitions_led"`
-	Offline   []string           `json:"offline"`
-	Moving    []reassignmentView `json:"reassignments"`
-	Paused    bool               `json:"paused"`
+	ClusterID string        `json:"cluster_id"`
+	Brokers   []brokerView  `json:"brokers"`
+	Leading   map[int32]int `json:"partitions_led"`
+	Offline   []string      `json:"offline"`
+	// Replicated partitions with fewer in-sync replicas than replicas,
+	// and those with min.insync.replicas in sync or fewer.
+	UnderReplicated []string           `json:"under_replicated"`
+	AtMinISR        []string           `json:"at_min_isr"`
+	UnderMinISR     []string           `json:"under_min_isr"`
+	Moving          []reassignmentView `json:"reassignments"`
+	Paused          bool               `json:"paused"`
 }
 
 type reassignmentView struct {
@@ -123,16 +128,35 @@ func clusterStatusCmd(g *Globals) *cobra.Command {
 				for _, b := range st.Brokers {
 					st.Leading[b.ID] = 0
 				}
+				minISR, err := minInsyncReplicas(ctx, kadm.NewClient(cl), md)
+				if err != nil {
+					return g.explain("cluster status: min.insync.replicas", err)
+				}
 				for _, t := range md.Topics {
 					for _, p := range t.Partitions {
+						name := fmt.Sprintf("%s-%d", *t.Topic, p.Partition)
 						if p.Leader < 0 {
-							st.Offline = append(st.Offline, fmt.Sprintf("%s-%d", *t.Topic, p.Partition))
+							st.Offline = append(st.Offline, name)
 							continue
 						}
 						st.Leading[p.Leader]++
+						if len(p.Replicas) < 2 {
+							continue
+						}
+						if len(p.ISR) < len(p.Replicas) {
+							st.UnderReplicated = append(st.UnderReplicated, name)
+						}
+						switch m := minISR[*t.Topic]; {
+						case len(p.ISR) < m:
+							st.UnderMinISR = append(st.UnderMinISR, name)
+						case len(p.ISR) == m:
+							st.AtMinISR = append(st.AtMinISR, name)
+						}
 					}
 				}
-				sort.Strings(st.Offline)
+				for _, l := range [][]string{st.Offline, st.UnderReplicated, st.AtMinISR, st.UnderMinISR} {
+					sort.Strings(l)
+				}
 				if st.Paused, err = isPaused(ctx, kadm.NewClient(cl)); err != nil {
 					return g.explain("cluster status: paused", err)
 				}
@@ -155,13 +179,23 @@ func clusterStatusCmd(g *Globals) *cobra.Command {
 				if st.Paused {
 					paused = " (paused: partitions are parked in the object store; tiercel cluster resume, or start a broker)"
 				}
-				fmt.Fprintf(w, "Cluster %s%s: %d brokers, %d offline partitions, %d reassignments in progress\n", st.ClusterID, paused, len(st.Brokers), len(st.Offline), len(st.Moving))
+				fmt.Fprintf(w, "Cluster %s%s: %d brokers, %d offline partitions, %d under-replicated, %d at min ISR, %d under min ISR, %d reassignments in progress\n",
+					st.ClusterID, paused, len(st.Brokers), len(st.Offline), len(st.UnderReplicated), len(st.AtMinISR), len(st.UnderMinISR), len(st.Moving))
 				fmt.Fprintf(w, "%-6s %-24s %-12s %s\n", "ID", "ADDRESS", "RACK", "LEADING")
 				for _, b := range st.Brokers {
 					fmt.Fprintf(w, "%-6d %-24s %-12s %d\n", b.ID, b.Addr, b.Rack, st.Leading[b.ID])
 				}
 				for _, o := range st.Offline {
 					fmt.Fprintf(w, "offline: %s (its broker is down, or the cluster is paused)\n", o)
+				}
+				for _, p := range st.UnderReplicated {
+					fmt.Fprintf(w, "under-replicated: %s\n", p)
+				}
+				for _, p := range st.UnderMinISR {
+					fmt.Fprintf(w, "under min ISR: %s (acks=all produces are refused)\n", p)
+				}
+				for _, p := range st.AtMinISR {
+					fmt.Fprintf(w, "at min ISR: %s (one more replica lost refuses acks=all)\n", p)
 				}
 				for _, m := range st.Moving {
 					fmt.Fprintf(w, "moving: %s from broker %d to %d\n", m.Partition, m.From, m.To)
@@ -170,6 +204,39 @@ func clusterStatusCmd(g *Globals) *cobra.Command {
 			})
 		},
 	}
+}
+
+// minInsyncReplicas is min.insync.replicas of every replicated topic in md.
+func minInsyncReplicas(ctx context.Context, adm *kadm.Client, md *kmsg.MetadataResponse) (map[string]int, error) {
+	var names []string
+	for _, t := range md.Topics {
+		if len(t.Partitions) > 0 && len(t.Partitions[0].Replicas) > 1 {
+			names = append(names, *t.Topic)
+		}
+	}
+	out := map[string]int{}
+	if len(names) == 0 {
+		return out, nil
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, names...)
+	if err != nil {
+		return nil, err
+	}
+	for _, rc := range rcs {
+		if rc.Err != nil {
+			return nil, fmt.Errorf("%s: %w", rc.Name, rc.Err)
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "min.insync.replicas" && c.Value != nil {
+				n, err := strconv.Atoi(*c.Value)
+				if err != nil {
+					return nil, fmt.Errorf("%s: min.insync.replicas %q", rc.Name, *c.Value)
+				}
+				out[rc.Name] = n
+			}
+		}
+	}
+	return out, nil
 }
 
 // move is one partition to reassign.

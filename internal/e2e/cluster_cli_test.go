@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/tiercel/tiercel/internal/brokertest"
 	"github.com/tiercel/tiercel/internal/testservers"
 	"github.com/tiercel/tiercel/objstore/mem"
@@ -158,5 +160,75 @@ func TestServeBadObjectStore(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestClusterStatusReplication: `cluster status` shows replicated
+// partitions that are under-replicated, at min.insync.replicas and under
+// it, as brokers of a replication-factor-3 topic stop.
+func TestClusterStatusReplication(t *testing.T) {
+	bucket := mem.New("cli-replication")
+	var brokers []*brokertest.Broker
+	for i := 1; i <= 3; i++ {
+		sets := []string{fmt.Sprintf("node.id=%d", i), "tiercel.gossip.listener=127.0.0.1:0", "tiercel.gossip.local=true", "tiercel.metadata.poll.ms=100",
+			fmt.Sprintf("broker.rack=r%d", i), "replica.lag.time.max.ms=1000", "tiercel.replica.isr.check.ms=100"}
+		if i > 1 {
+			sets = append(sets, "tiercel.gossip.seeds="+brokers[0].GossipAddr())
+		}
+		brokers = append(brokers, brokertest.StartWithBucket(t, t.TempDir(), bucket, sets...))
+	}
+	for _, b := range brokers {
+		waitBrokers(t, b.Addr(), 3)
+	}
+	bin := brokertest.Binary(t)
+	status := func() (st struct {
+		UnderReplicated []string `json:"under_replicated"`
+		AtMinISR        []string `json:"at_min_isr"`
+		UnderMinISR     []string `json:"under_min_isr"`
+	}) {
+		t.Helper()
+		out, err := exec.Command(bin, "--bootstrap-server", brokers[0].Addr(), "cluster", "status", "-o", "json").CombinedOutput()
+		if err != nil || json.Unmarshal(out, &st) != nil {
+			t.Fatalf("cluster status: %v\n%s", err, out)
+		}
+		return st
+	}
+	_, cl := newAdmin(t, brokers[0].Addr())
+	defer cl.Close()
+	// Led by broker 1 (it stays up), followed by 2 and 3.
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "rc", -1, -1
+	a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+	a.Replicas = []int32{1, 2, 3}
+	rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
+	c := kmsg.NewCreateTopicsRequestTopicConfig()
+	c.Name, c.Value = "min.insync.replicas", kmsg.StringPtr("2")
+	rt.Configs = append(rt.Configs, c)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(context.Background(), cl)
+	if err != nil || resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("create: %v %+v", err, resp)
+	}
+	brokertest.WaitFor(t, "the topic in sync on three", func() bool {
+		ps := partitionsOf(t, brokers[0].Addr(), "rc")
+		return len(ps) == 1 && len(ps[0].ISR) == 3
+	})
+	if st := status(); len(st.UnderReplicated)+len(st.AtMinISR)+len(st.UnderMinISR) != 0 {
+		t.Fatalf("all in sync, status says %+v", st)
+	}
+	brokers[2].Close()
+	brokertest.WaitFor(t, "rc-0 at min ISR", func() bool {
+		st := status()
+		return fmt.Sprint(st.UnderReplicated, st.AtMinISR, st.UnderMinISR) == "[rc-0] [rc-0] []"
+	})
+	brokers[1].Close()
+	brokertest.WaitFor(t, "rc-0 under min ISR", func() bool {
+		st := status()
+		return fmt.Sprint(st.UnderReplicated, st.AtMinISR, st.UnderMinISR) == "[rc-0] [] [rc-0]"
+	})
+	out, err := exec.Command(bin, "--bootstrap-server", brokers[0].Addr(), "cluster", "status").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "under min ISR: rc-0 (acks=all produces are refused)") {
+		t.Fatalf("cluster status: %v\n%s", err, out)
 	}
 }

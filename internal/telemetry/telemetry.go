@@ -60,6 +60,15 @@ type BrokerMetrics struct {
 	groups       func() GroupStats
 	tieringStats func() TieringStats
 	tiering      tieringInstruments
+	replication  func() ReplicationStats
+}
+
+// ReplicationStats counts partitions by replication health: those led by
+// the broker (under-replicated, under and at min.insync.replicas, as
+// Kafka's ReplicaManager reports them), and offline ones, reported by the
+// lowest-id live broker alone (as Kafka's active controller does).
+type ReplicationStats struct {
+	UnderReplicated, UnderMinISR, AtMinISR, Offline int
 }
 
 // GroupStats is the group coordinator's reading for the observable gauges.
@@ -135,7 +144,55 @@ func NewBrokerMetrics(m metric.Meter) (*BrokerMetrics, error) {
 	if err := b.registerTiering(m); err != nil {
 		return nil, err
 	}
+	if err := b.registerReplication(m); err != nil {
+		return nil, err
+	}
 	return b, nil
+}
+
+func (b *BrokerMetrics) registerReplication(m metric.Meter) error {
+	under, err := m.Int64ObservableGauge("tiercel.partitions.under_replicated", metric.WithDescription("partitions led here with fewer in-sync replicas than replicas"))
+	if err != nil {
+		return err
+	}
+	underMin, err := m.Int64ObservableGauge("tiercel.partitions.under_min_isr", metric.WithDescription("partitions led here with fewer in-sync replicas than min.insync.replicas (acks=all refused)"))
+	if err != nil {
+		return err
+	}
+	atMin, err := m.Int64ObservableGauge("tiercel.partitions.at_min_isr", metric.WithDescription("partitions led here with exactly min.insync.replicas in sync (one more loss refuses acks=all)"))
+	if err != nil {
+		return err
+	}
+	offline, err := m.Int64ObservableGauge("tiercel.partitions.offline", metric.WithDescription("partitions without a live leader (reported by the lowest-id live broker)"))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		b.mu.Lock()
+		f := b.replication
+		b.mu.Unlock()
+		if f == nil {
+			return nil
+		}
+		st := f()
+		o.ObserveInt64(under, int64(st.UnderReplicated))
+		o.ObserveInt64(underMin, int64(st.UnderMinISR))
+		o.ObserveInt64(atMin, int64(st.AtMinISR))
+		o.ObserveInt64(offline, int64(st.Offline))
+		return nil
+	}, under, underMin, atMin, offline)
+	return err
+}
+
+// ObserveReplication sets the function read at each scrape for the
+// replication gauges.
+func (b *BrokerMetrics) ObserveReplication(f func() ReplicationStats) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	b.replication = f
+	b.mu.Unlock()
 }
 
 func (b *BrokerMetrics) registerGroups(m metric.Meter) error {
