@@ -43,7 +43,7 @@ func (b *Broker) handleFetch(ctx context.Context, req *kmsg.FetchRequest) reply 
 			sess.mu.Lock()
 			defer sess.mu.Unlock()
 		}
-		b.fetchInto(ctx, req, resp, parts, incremental, byID, replicaIDOf(req))
+		b.fetchInto(ctx, req, resp, parts, incremental, byID, fetcherOf(req))
 		return resp
 	}}
 }
@@ -97,7 +97,22 @@ func (b *Broker) fetchParts(req *kmsg.FetchRequest, sess *fetchSession, incremen
 	return parts
 }
 
-func (b *Broker) fetchInto(ctx context.Context, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, parts []fetchPart, incremental, byID bool, replicaID int32) {
+// fetcherOf is who sends a fetch: a follower (its broker id) or a consumer
+// (-1, with its client.rack if it may read from a follower).
+type fetchFrom struct {
+	replicaID int32
+	rack      string
+}
+
+func fetcherOf(req *kmsg.FetchRequest) fetchFrom {
+	f := fetchFrom{replicaID: replicaIDOf(req)}
+	if req.Version >= 11 {
+		f.rack = req.Rack
+	}
+	return f
+}
+
+func (b *Broker) fetchInto(ctx context.Context, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, parts []fetchPart, incremental, byID bool, from fetchFrom) {
 	deadline := time.Now().Add(time.Duration(max(req.MaxWaitMillis, 0)) * time.Millisecond)
 	maxTotal := req.MaxBytes
 	if req.Version < 3 || maxTotal <= 0 {
@@ -116,7 +131,7 @@ func (b *Broker) fetchInto(ctx context.Context, req *kmsg.FetchRequest, resp *km
 		}
 	}()
 	for {
-		results, total, hasError := b.readParts(ctx, parts, maxTotal, replicaID)
+		results, total, hasError := b.readParts(ctx, parts, maxTotal, from, req.Version >= 11)
 		if total >= int(req.MinBytes) || hasError || !time.Now().Before(deadline) || ctx.Err() != nil || b.draining.Load() {
 			b.buildFetchResponse(resp, parts, results, incremental, byID)
 			return
@@ -138,37 +153,54 @@ func (b *Broker) fetchInto(ctx context.Context, req *kmsg.FetchRequest, resp *km
 }
 
 type partResult struct {
-	code    int16
-	hw      int64
-	start   int64
-	records []byte
+	code      int16
+	hw        int64
+	start     int64
+	records   []byte
+	preferred int32 // KIP-392's preferred read replica, or -1
 }
 
 // readParts reads every partition: local ones in order, within the
 // response budget, and those below the local log start from the bucket,
 // all at once through the remote read pool (remote.go).
-func (b *Broker) readParts(ctx context.Context, parts []fetchPart, maxTotal int32, replicaID int32) ([]partResult, int, bool) {
+func (b *Broker) readParts(ctx context.Context, parts []fetchPart, maxTotal int32, from fetchFrom, followerReads bool) ([]partResult, int, bool) {
 	results := make([]partResult, len(parts))
 	var remote []remoteJob
 	total, hasError := 0, false
 	for i, p := range parts {
 		r := &results[i]
-		r.hw, r.start = -1, -1
+		r.hw, r.start, r.preferred = -1, -1, -1
 		if p.unknown != 0 {
 			r.code, hasError = p.unknown, true
 			continue
 		}
 		t, l, code := b.leaderLog(p.topic, p.part, p.epoch)
-		if code != 0 {
-			r.code, hasError = code, true
-			continue
-		}
-		if replicaID >= 0 {
-			if b.readForFollower(ctx, t, l, p, r, replicaID, maxTotal-int32(total)) {
+		if code == kerr.NotLeaderForPartition.Code && from.replicaID < 0 && followerReads {
+			// KIP-392: a consumer sent here as the preferred read replica.
+			if b.readAsFollower(p, r, maxTotal-int32(total)) {
 				hasError = true
 			}
 			total += len(r.records)
 			continue
+		}
+		if code != 0 {
+			r.code, hasError = code, true
+			continue
+		}
+		if from.replicaID >= 0 {
+			if b.readForFollower(ctx, t, l, p, r, from.replicaID, maxTotal-int32(total)) {
+				hasError = true
+			}
+			total += len(r.records)
+			continue
+		}
+		if from.rack != "" && t.meta.replicated() {
+			if r.preferred = b.preferredReadReplica(t, p.part, l, p.offset, from.rack); r.preferred >= 0 {
+				// Kafka answers with no records: the consumer fetches
+				// from the preferred replica next.
+				r.hw, r.start = l.HighWatermark(), b.logStart(t, p.part, l)
+				continue
+			}
 		}
 		hw := l.HighWatermark()
 		start := b.logStart(t, p.part, l)
@@ -274,7 +306,7 @@ func (b *Broker) buildFetchResponse(resp *kmsg.FetchResponse, parts []fetchPart,
 		fp.HighWatermark = r.hw
 		fp.LastStableOffset = r.hw
 		fp.LogStartOffset = r.start
-		fp.PreferredReadReplica = -1
+		fp.PreferredReadReplica = r.preferred
 		fp.RecordBatches = r.records
 		if fp.RecordBatches == nil {
 			// Kafka sends an empty record set, never a null one; librdkafka

@@ -329,3 +329,62 @@ func (b *Broker) replicationStats() telemetry.ReplicationStats {
 	}
 	return st
 }
+
+// preferredReadReplica is the replica a consumer in rack should read
+// partition p from (KIP-392, RackAwareReplicaSelector): -1 for the leader
+// (it is in that rack, no in-sync replica is, or the selector is off), or
+// the lowest-id live in-sync follower there. Reads of tiered offsets (below
+// the leader's local log) stay with the leader, since followers do not read
+// the bucket.
+func (b *Broker) preferredReadReplica(t *topic, p int32, l *storage.Log, offset int64, rack string) int32 {
+	if b.cfg.Get("replica.selector.class") == "" || b.cfg.Get("broker.rack") == rack || offset < l.StartOffset() {
+		return -1
+	}
+	best := int32(-1)
+	for _, lb := range b.liveBrokers() {
+		if lb.id != b.nodeID && lb.rack != nil && *lb.rack == rack && slices.Contains(t.meta.ISROf(p), lb.id) && (best < 0 || lb.id < best) {
+			best = lb.id
+		}
+	}
+	return best
+}
+
+// readAsFollower serves a consumer's fetch from this broker's follower
+// copy of p (KIP-392), up to the high watermark the leader last sent. An
+// offset past it gets no records yet (the copy catches up); one below the
+// copy's start gets NOT_LEADER_OR_FOLLOWER, sending the consumer back to
+// the leader. It reports an error.
+func (b *Broker) readAsFollower(p fetchPart, r *partResult, remaining int32) bool {
+	b.mu.RLock()
+	t := b.topics[p.topic]
+	var l *storage.Log
+	code := kerr.NotLeaderForPartition.Code
+	if t != nil && p.part >= 0 && p.part < t.meta.Partitions && t.followers != nil {
+		l = t.followers[p.part]
+		code = epochError(p.epoch, t.meta.Leaders[p.part].Epoch)
+	}
+	b.mu.RUnlock()
+	if l == nil {
+		r.code = kerr.NotLeaderForPartition.Code
+		return true
+	}
+	if code != 0 {
+		r.code = code
+		return true
+	}
+	r.hw, r.start = l.HighWatermark(), l.StartOffset()
+	if p.offset < r.start {
+		r.code = kerr.NotLeaderForPartition.Code
+		return true
+	}
+	if p.offset >= r.hw || remaining <= 0 {
+		return false
+	}
+	res, err := l.Read(p.offset, min(p.maxBytes, remaining), r.hw)
+	if err != nil {
+		r.code = errorCode(err)
+		return true
+	}
+	r.records = res.Records
+	return false
+}

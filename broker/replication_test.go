@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -214,5 +216,64 @@ func TestMinInsyncReplicas(t *testing.T) {
 	})
 	if code := produce(-1); code != 0 {
 		t.Fatalf("acks=all with two in sync: %v", kerr.ErrorForCode(code))
+	}
+}
+
+// fetchBytes counts the bytes of Fetch responses a client read, by broker.
+type fetchBytes struct {
+	mu sync.Mutex
+	by map[int32]int
+}
+
+func (f *fetchBytes) OnBrokerRead(meta kgo.BrokerMetadata, key int16, n int, _, _ time.Duration, err error) {
+	if key == 1 && err == nil {
+		f.mu.Lock()
+		f.by[meta.NodeID] += n
+		f.mu.Unlock()
+	}
+}
+
+// TestFollowerReads: a consumer with client.rack reads a replicated
+// partition from the in-sync replica in its rack (KIP-392), only records
+// below the high watermark, and the leader's own rack reads from the
+// leader.
+func TestFollowerReads(t *testing.T) {
+	brokers := startCluster(t, 3) // racks zone-1, zone-2, zone-3
+	addr := brokers[0].Addr()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "near", -1, -1
+	a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+	a.Replicas = []int32{1, 2, 3}
+	rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx(t), client(t, addr))
+	if err != nil || resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("create: %v %+v", err, resp)
+	}
+	for _, br := range brokers {
+		brokertest.WaitFor(t, "every broker to know the topic", func() bool { return partitionsOf(t, br.Addr(), "near") != nil })
+	}
+	p := client(t, addr, kgo.DefaultProduceTopic("near"))
+	sent := sentLog{}
+	sent.produce(t, p, 0, 2000)
+
+	for _, c := range []struct {
+		rack string
+		from int32
+	}{{"zone-2", 2}, {"zone-1", 1}} {
+		counts := &fetchBytes{by: map[int32]int{}}
+		sent.check(t, consume(t, addr, "near", 2000, kgo.Rack(c.rack), kgo.WithHooks(counts)))
+		counts.mu.Lock()
+		by := counts.by
+		counts.mu.Unlock()
+		for id, n := range by {
+			if id != c.from && n > by[c.from] {
+				t.Fatalf("a consumer in %s read %d fetch bytes from broker %d, %d from broker %d", c.rack, n, id, by[c.from], c.from)
+			}
+		}
+		if by[c.from] < 2000 {
+			t.Fatalf("a consumer in %s read %d fetch bytes from broker %d: %v", c.rack, by[c.from], c.from, by)
+		}
 	}
 }
