@@ -184,7 +184,26 @@ func newBenchCmd(g *Globals) *cobra.Command {
 	clusterCmd.Flags().StringVar(&clusterDir, "dir", ".", "directory for the brokers' data and versitygw's files")
 	clusterCmd.Flags().StringVar(&clusterVersity, "versitygw", defaultVersityGW(), "versitygw binary (scripts/install-test-tools.sh installs it)")
 	clusterCmd.Flags().IntVar(&clusterIdle, "idle-partitions", 10000, "partitions for the idle-request measurement")
-	cmd.AddCommand(produce, consume, e2e, disk, loop, suite, groups, tier, clusterCmd)
+	var replDir, replVersity string
+	var replFor time.Duration
+	replication := &cobra.Command{Use: "replication", Short: "The replication benchmarks alone: three brokers, RF 3 against RF 1, failover and catch-up", Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return withBenchDir(replDir, "tiercel-bench-replication-", func(exe, dir string, logf func(string, ...any)) error {
+				rr, err := bench.RunReplication(c.Context(), exe, replVersity, dir, replFor, logf)
+				if err != nil {
+					return err
+				}
+				if g.Output == "json" {
+					return printJSON(c.OutOrStdout(), rr)
+				}
+				fmt.Fprint(c.OutOrStdout(), rr.Summary())
+				return nil
+			})
+		}}
+	replication.Flags().StringVar(&replDir, "dir", ".", "directory for the brokers' data and versitygw's files")
+	replication.Flags().StringVar(&replVersity, "versitygw", defaultVersityGW(), "versitygw binary (scripts/install-test-tools.sh installs it)")
+	replication.Flags().DurationVar(&replFor, "duration", 10*time.Second, "how long each produce measurement runs")
+	cmd.AddCommand(produce, consume, e2e, disk, loop, suite, groups, tier, clusterCmd, replication)
 	return cmd
 }
 

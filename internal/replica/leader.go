@@ -113,6 +113,12 @@ func (l *Leader) Fetched(replica int32, offset int64, now time.Duration) error {
 		return fmt.Errorf("%w: %d > %d", ErrOffsetOutOfRange, offset, l.leo)
 	}
 	switch {
+	case offset < f.leo:
+		// Its log went back within one epoch: it lost records it held
+		// (restarted on an empty disk, or lost unsynced writes), some of
+		// them maybe committed. Out of the ISR at the next proposal: it
+		// must not be elected before it has them again.
+		f.lastCaughtUp = -l.cfg.LagTime - 1<<40
 	case offset >= l.leo:
 		f.lastCaughtUp = now
 	case offset >= f.lastFetchLeaderE:

@@ -64,6 +64,34 @@ func TestLeaderTranscript(t *testing.T) {
 
 // TestTruncation: OffsetForLeaderEpoch answers and the truncation they
 // lead to, including the round that must ask again.
+// TestFollowerThatLostItsLog: a follower whose fetch position goes back
+// within an epoch (restarted on an empty disk) is proposed out of the ISR
+// at once, without waiting replica.lag.time.max.ms.
+func TestFollowerThatLostItsLog(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	l := NewLeader(Config{LagTime: ms(30000), MinISR: 1}, 1, 2, []int32{1, 2, 3}, []int32{1, 2, 3}, 0, 0, 0)
+	l.Appended(100)
+	for _, r := range []int32{2, 3} {
+		if err := l.Fetched(r, 100, ms(10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Fetched(3, 0, ms(20)); err != nil {
+		t.Fatal(err)
+	}
+	isr, ok := l.Propose(ms(20))
+	if !ok || fmt.Sprint(isr) != "[1 2]" {
+		t.Fatalf("proposal %v %v, want [1 2] at once", isr, ok)
+	}
+	l.Committed(isr)
+	if err := l.Fetched(3, 100, ms(30)); err != nil {
+		t.Fatal(err)
+	}
+	if isr, ok := l.Propose(ms(30)); !ok || fmt.Sprint(isr) != "[1 2 3]" {
+		t.Fatalf("caught up again: proposal %v %v, want [1 2 3]", isr, ok)
+	}
+}
+
 func TestTruncation(t *testing.T) {
 	leader := []EpochStart{{0, 0}, {1, 158}, {3, 159}}
 	for _, c := range []struct {

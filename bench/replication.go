@@ -1,0 +1,257 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	s3store "github.com/tiercel/tiercel/objstore/s3"
+)
+
+// ReplicationReport holds the replication figures: three broker processes
+// on this machine (they share its cores and disk), versitygw for the
+// metadata, topics not tiered so that only replication is measured.
+type ReplicationReport struct {
+	RF1            Result  `json:"rf1_acks_all"`
+	RF3            Result  `json:"rf3_acks_all"`
+	Ratio          float64 `json:"rf3_over_rf1"`
+	Fixed          Result  `json:"rf3_fixed_rate"`
+	FixedRateMBps  float64 `json:"fixed_rate_mb_per_s"`
+	FailoverMs     float64 `json:"sigkill_leader_to_writes_ms"`
+	LeaseTTLMs     int64   `json:"lease_ttl_ms"`
+	CatchUpMiB     float64 `json:"catch_up_mib"`
+	CatchUpSeconds float64 `json:"catch_up_seconds"`
+	CatchUpMiBps   float64 `json:"catch_up_mib_per_s"`
+}
+
+// Summary is the report as lines of text.
+func (r ReplicationReport) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "replication (3 broker processes on this machine, acks=all, 1 KB records, 6 partitions, topics not tiered)\n")
+	fmt.Fprintf(&b, "  RF 1: %s\n  RF 3: %s\n", r.RF1, r.RF3)
+	fmt.Fprintf(&b, "  RF 3 / RF 1 throughput: %.2f (goal >= 0.6) %s\n", r.Ratio, ok(r.Ratio >= 0.6))
+	fmt.Fprintf(&b, "  RF 3 at a fixed %.0f MB/s: p99 %.2f ms (goal <= 10) %s\n", r.FixedRateMBps, r.Fixed.P99Ms, ok(r.Fixed.P99Ms > 0 && r.Fixed.P99Ms <= 10))
+	fmt.Fprintf(&b, "  SIGKILL of a leader to writes accepted by an in-sync replica: %.0f ms (goal <= lease TTL %d ms + 2000) %s\n", r.FailoverMs, r.LeaseTTLMs, ok(r.FailoverMs <= float64(r.LeaseTTLMs+2000)))
+	fmt.Fprintf(&b, "  follower on an empty disk back in the ISR: %.0f MiB in %.1f s = %.0f MiB/s\n", r.CatchUpMiB, r.CatchUpSeconds, r.CatchUpMiBps)
+	return b.String()
+}
+
+// RunReplication measures replication: produce throughput with three
+// replicas against one, the p99 latency at a fixed rate, the time from
+// SIGKILL of a leader to writes accepted by another replica, and how fast
+// a follower restarted on an empty disk copies the log and rejoins the ISR.
+func RunReplication(ctx context.Context, binary, versitygw, dir string, d time.Duration, logf func(string, ...any)) (ReplicationReport, error) {
+	const ttlMs = 12000 // the default tiercel.lease.ttl.ms
+	rep := ReplicationReport{LeaseTTLMs: ttlMs, FixedRateMBps: 20}
+	endpoint, stop, err := startVersityGW(ctx, versitygw, dir)
+	if err != nil {
+		return rep, err
+	}
+	defer stop()
+	b, err := s3store.New(ctx, s3store.Config{Bucket: "replication", Endpoint: endpoint, PathStyle: true})
+	if err != nil {
+		return rep, err
+	}
+	if err := b.CreateBucket(ctx); err != nil {
+		return rep, err
+	}
+	url := "s3://replication?endpoint=" + endpoint + "&unsigned_payload=true"
+	brokers := make([]*clusterBroker, 3)
+	for i := range brokers {
+		data, err := os.MkdirTemp(dir, "tiercel-bench-replication-")
+		if err != nil {
+			return rep, err
+		}
+		brokers[i] = &clusterBroker{id: i + 1, kafka: freeAddr(), http: freeAddr(), gossip: freeAddr(), data: data}
+	}
+	for i, br := range brokers {
+		br.sets = []string{fmt.Sprintf("node.id=%d", br.id), "tiercel.objstore.url=" + url, "tiercel.gossip.listener=" + br.gossip,
+			fmt.Sprintf("broker.rack=zone-%d", i)}
+		var seeds []string
+		for _, o := range brokers {
+			if o != br {
+				seeds = append(seeds, o.gossip)
+			}
+		}
+		br.sets = append(br.sets, "tiercel.gossip.seeds="+strings.Join(seeds, ","))
+	}
+	startOne := func(br *clusterBroker) error {
+		br.cmd, err = startBroker(ctx, binary, br.data, br.kafka, br.http, br.sets...)
+		return err
+	}
+	defer func() {
+		for _, br := range brokers {
+			if br.cmd != nil && br.cmd.ProcessState == nil {
+				_ = br.cmd.Process.Kill()
+				_ = br.cmd.Wait()
+			}
+		}
+	}()
+	for _, br := range brokers {
+		if err := startOne(br); err != nil {
+			return rep, err
+		}
+	}
+	seeds := []string{brokers[0].kafka, brokers[1].kafka}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		return rep, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ask := func(topic string) []kmsg.MetadataResponseTopicPartition {
+		c, err := kgo.NewClient(kgo.SeedBrokers(brokers[0].kafka))
+		if err != nil {
+			return nil
+		}
+		defer c.Close()
+		req := kmsg.NewPtrMetadataRequest()
+		req.Topics = []kmsg.MetadataRequestTopic{{Topic: kmsg.StringPtr(topic)}}
+		resp, err := c.SeedBrokers()[0].Request(ctx, req)
+		if err != nil || len(resp.(*kmsg.MetadataResponse).Topics) != 1 {
+			return nil
+		}
+		return resp.(*kmsg.MetadataResponse).Topics[0].Partitions
+	}
+	waitFor := func(what string, limit time.Duration, cond func() bool) error {
+		deadline := time.Now().Add(limit)
+		for !cond() {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("replication bench: %s: not within %v", what, limit)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return nil
+	}
+	inSync := func(topic string, n int) func() bool {
+		return func() bool {
+			ps := ask(topic)
+			if len(ps) == 0 {
+				return false
+			}
+			for _, p := range ps {
+				if p.ErrorCode != 0 || len(p.ISR) != n {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	if err := waitFor("brokers to find each other", time.Minute, func() bool {
+		md, err := adm.BrokerMetadata(ctx)
+		return err == nil && len(md.Brokers) == 3
+	}); err != nil {
+		return rep, err
+	}
+	plain := map[string]*string{"remote.storage.enable": kadm.StringPtr("false"), "min.insync.replicas": kadm.StringPtr("2")}
+	for _, t := range []struct {
+		name string
+		rf   int16
+	}{{"rf1", 1}, {"rf3", 3}} {
+		if r, err := adm.CreateTopic(ctx, 6, t.rf, plain, t.name); err != nil || r.Err != nil {
+			return rep, fmt.Errorf("replication bench: create %s: %v %v", t.name, err, r.Err)
+		}
+		if err := waitFor(t.name+" in sync", time.Minute, inSync(t.name, int(t.rf))); err != nil {
+			return rep, err
+		}
+	}
+	w := Workload{Brokers: seeds, RecordSize: 1000, Duration: d, Acks: "all"}
+	w.Topic = "rf1"
+	if rep.RF1, err = Produce(ctx, w); err != nil {
+		return rep, err
+	}
+	logf("replication: RF 1 %.1f MiB/s", rep.RF1.MiBPerSec)
+	w.Topic = "rf3"
+	if rep.RF3, err = Produce(ctx, w); err != nil {
+		return rep, err
+	}
+	rep.Ratio = rep.RF3.MiBPerSec / rep.RF1.MiBPerSec
+	logf("replication: RF 3 %.1f MiB/s", rep.RF3.MiBPerSec)
+	w.RateBytes = rep.FixedRateMBps * 1e6
+	if rep.Fixed, err = Produce(ctx, w); err != nil {
+		return rep, err
+	}
+	logf("replication: RF 3 at %.0f MB/s p99 %.2f ms", rep.FixedRateMBps, rep.Fixed.P99Ms)
+
+	// Failover: one partition led by broker 3, a producer writing one
+	// record at a time; from SIGKILL to the first write acknowledged by
+	// another leader.
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "failover", -1, -1
+	a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+	a.Replicas = []int32{3, 1, 2}
+	rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
+	for k, v := range plain {
+		c := kmsg.NewCreateTopicsRequestTopicConfig()
+		c.Name, c.Value = k, v
+		rt.Configs = append(rt.Configs, c)
+	}
+	req.Topics = append(req.Topics, rt)
+	if resp, err := req.RequestWith(ctx, cl); err != nil || resp.Topics[0].ErrorCode != 0 {
+		return rep, fmt.Errorf("replication bench: create failover: %v %+v", err, resp)
+	}
+	if err := waitFor("failover in sync", time.Minute, inSync("failover", 3)); err != nil {
+		return rep, err
+	}
+	pcl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic("failover"),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 10 * time.Millisecond }), kgo.MetadataMinAge(10*time.Millisecond), kgo.RecordRetries(1<<30))
+	if err != nil {
+		return rep, err
+	}
+	defer pcl.Close()
+	for range 100 { // warm: connections and producer id
+		if err := pcl.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr(); err != nil {
+			return rep, err
+		}
+	}
+	killed := time.Now()
+	_ = brokers[2].cmd.Process.Signal(syscall.SIGKILL)
+	_ = brokers[2].cmd.Wait()
+	for {
+		if err := pcl.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr(); err != nil {
+			return rep, err
+		}
+		if ps := ask("failover"); len(ps) == 1 && ps[0].Leader != 3 && ps[0].Leader >= 0 {
+			break
+		}
+		if time.Since(killed) > 2*time.Minute {
+			return rep, fmt.Errorf("replication bench: no write accepted elsewhere within 2 minutes of SIGKILL")
+		}
+	}
+	rep.FailoverMs = float64(time.Since(killed).Microseconds()) / 1000
+	logf("replication: SIGKILL to writes by another replica %.0f ms", rep.FailoverMs)
+
+	// Catch-up: broker 3 back on an empty disk copies the rf3 partitions.
+	ends, err := adm.ListEndOffsets(ctx, "rf3")
+	if err != nil {
+		return rep, err
+	}
+	var records int64
+	ends.Each(func(o kadm.ListedOffset) { records += o.Offset })
+	if err := os.RemoveAll(brokers[2].data); err != nil {
+		return rep, err
+	}
+	if err := os.MkdirAll(brokers[2].data, 0o755); err != nil {
+		return rep, err
+	}
+	began := time.Now()
+	if err := startOne(brokers[2]); err != nil {
+		return rep, err
+	}
+	if err := waitFor("broker 3 back in the ISR of rf3", 10*time.Minute, inSync("rf3", 3)); err != nil {
+		return rep, err
+	}
+	rep.CatchUpSeconds = time.Since(began).Seconds()
+	rep.CatchUpMiB = float64(records*int64(w.RecordSize)) / (1 << 20)
+	rep.CatchUpMiBps = rep.CatchUpMiB / rep.CatchUpSeconds
+	logf("replication: catch-up %.0f MiB in %.1f s", rep.CatchUpMiB, rep.CatchUpSeconds)
+	return rep, nil
+}
