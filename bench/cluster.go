@@ -55,36 +55,43 @@ type clusterBroker struct {
 	sets                []string
 }
 
-// RunCluster measures the control plane: metadata propagation, handoff on
-// SIGTERM, takeover after SIGKILL with unclean election, and the requests
-// idle brokers make with 1 and with idleParts partitions.
-func RunCluster(ctx context.Context, binary, versitygw, dir string, idleParts int, logf func(string, ...any)) (ClusterReport, error) {
-	const ttlMs = 12000 // the default tiercel.lease.ttl.ms
-	rep := ClusterReport{LeaseTTLMs: ttlMs, IdlePartitions: idleParts}
-	endpoint, stop, err := startVersityGW(ctx, versitygw, dir)
+// start runs the broker process and waits until it answers.
+func (br *clusterBroker) start(ctx context.Context, binary string) error {
+	var err error
+	br.cmd, err = startBroker(ctx, binary, br.data, br.kafka, br.http, br.sets...)
+	return err
+}
+
+// newBenchCluster starts versitygw under dir with a bucket, and describes
+// n brokers (ids 1..n, racks zone-0.., gossiping with each other, extra
+// settings added) on data directories of their own; none is started. stop
+// kills the brokers still running and versitygw.
+func newBenchCluster(ctx context.Context, versitygw, dir, bucket string, n int, extra ...string) ([]*clusterBroker, func(), error) {
+	endpoint, stopGW, err := startVersityGW(ctx, versitygw, dir)
 	if err != nil {
-		return rep, err
+		return nil, nil, err
 	}
-	defer stop()
-	b, err := s3store.New(ctx, s3store.Config{Bucket: "cluster", Endpoint: endpoint, PathStyle: true})
+	b, err := s3store.New(ctx, s3store.Config{Bucket: bucket, Endpoint: endpoint, PathStyle: true})
+	if err == nil {
+		err = b.CreateBucket(ctx)
+	}
 	if err != nil {
-		return rep, err
+		stopGW()
+		return nil, nil, err
 	}
-	if err := b.CreateBucket(ctx); err != nil {
-		return rep, err
-	}
-	url := "s3://cluster?endpoint=" + endpoint + "&unsigned_payload=true"
-	brokers := make([]*clusterBroker, 3)
+	url := "s3://" + bucket + "?endpoint=" + endpoint + "&unsigned_payload=true"
+	brokers := make([]*clusterBroker, n)
 	for i := range brokers {
-		data, err := os.MkdirTemp(dir, "tiercel-bench-cluster-")
+		data, err := os.MkdirTemp(dir, "tiercel-bench-"+bucket+"-")
 		if err != nil {
-			return rep, err
+			stopGW()
+			return nil, nil, err
 		}
 		brokers[i] = &clusterBroker{id: i + 1, kafka: freeAddr(), http: freeAddr(), gossip: freeAddr(), data: data}
 	}
 	for i, br := range brokers {
-		br.sets = []string{fmt.Sprintf("node.id=%d", br.id), "tiercel.objstore.url=" + url, "tiercel.gossip.listener=" + br.gossip,
-			"unclean.leader.election.enable=true", fmt.Sprintf("broker.rack=zone-%d", i)}
+		br.sets = append([]string{fmt.Sprintf("node.id=%d", br.id), "tiercel.objstore.url=" + url, "tiercel.gossip.listener=" + br.gossip,
+			fmt.Sprintf("broker.rack=zone-%d", i)}, extra...)
 		var seeds []string
 		for _, o := range brokers {
 			if o != br {
@@ -93,18 +100,30 @@ func RunCluster(ctx context.Context, binary, versitygw, dir string, idleParts in
 		}
 		br.sets = append(br.sets, "tiercel.gossip.seeds="+strings.Join(seeds, ","))
 	}
-	startOne := func(br *clusterBroker) error {
-		br.cmd, err = startBroker(ctx, binary, br.data, br.kafka, br.http, br.sets...)
-		return err
-	}
-	defer func() {
+	stop := func() {
 		for _, br := range brokers {
 			if br.cmd != nil && br.cmd.ProcessState == nil {
 				_ = br.cmd.Process.Kill()
 				_ = br.cmd.Wait()
 			}
 		}
-	}()
+		stopGW()
+	}
+	return brokers, stop, nil
+}
+
+// RunCluster measures the control plane: metadata propagation, handoff on
+// SIGTERM, takeover after SIGKILL with unclean election, and the requests
+// idle brokers make with 1 and with idleParts partitions.
+func RunCluster(ctx context.Context, binary, versitygw, dir string, idleParts int, logf func(string, ...any)) (ClusterReport, error) {
+	const ttlMs = 12000 // the default tiercel.lease.ttl.ms
+	rep := ClusterReport{LeaseTTLMs: ttlMs, IdlePartitions: idleParts}
+	brokers, stop, err := newBenchCluster(ctx, versitygw, dir, "cluster", 3, "unclean.leader.election.enable=true")
+	if err != nil {
+		return rep, err
+	}
+	defer stop()
+	startOne := func(br *clusterBroker) error { return br.start(ctx, binary) }
 	for _, br := range brokers {
 		if err := startOne(br); err != nil {
 			return rep, err

@@ -11,8 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	s3store "github.com/tiercel/tiercel/objstore/s3"
 )
 
 // ReplicationReport holds the replication figures: three broker processes
@@ -50,50 +48,12 @@ func (r ReplicationReport) Summary() string {
 func RunReplication(ctx context.Context, binary, versitygw, dir string, d time.Duration, logf func(string, ...any)) (ReplicationReport, error) {
 	const ttlMs = 12000 // the default tiercel.lease.ttl.ms
 	rep := ReplicationReport{LeaseTTLMs: ttlMs, FixedRateMBps: 20}
-	endpoint, stop, err := startVersityGW(ctx, versitygw, dir)
+	brokers, stop, err := newBenchCluster(ctx, versitygw, dir, "replication", 3)
 	if err != nil {
 		return rep, err
 	}
 	defer stop()
-	b, err := s3store.New(ctx, s3store.Config{Bucket: "replication", Endpoint: endpoint, PathStyle: true})
-	if err != nil {
-		return rep, err
-	}
-	if err := b.CreateBucket(ctx); err != nil {
-		return rep, err
-	}
-	url := "s3://replication?endpoint=" + endpoint + "&unsigned_payload=true"
-	brokers := make([]*clusterBroker, 3)
-	for i := range brokers {
-		data, err := os.MkdirTemp(dir, "tiercel-bench-replication-")
-		if err != nil {
-			return rep, err
-		}
-		brokers[i] = &clusterBroker{id: i + 1, kafka: freeAddr(), http: freeAddr(), gossip: freeAddr(), data: data}
-	}
-	for i, br := range brokers {
-		br.sets = []string{fmt.Sprintf("node.id=%d", br.id), "tiercel.objstore.url=" + url, "tiercel.gossip.listener=" + br.gossip,
-			fmt.Sprintf("broker.rack=zone-%d", i)}
-		var seeds []string
-		for _, o := range brokers {
-			if o != br {
-				seeds = append(seeds, o.gossip)
-			}
-		}
-		br.sets = append(br.sets, "tiercel.gossip.seeds="+strings.Join(seeds, ","))
-	}
-	startOne := func(br *clusterBroker) error {
-		br.cmd, err = startBroker(ctx, binary, br.data, br.kafka, br.http, br.sets...)
-		return err
-	}
-	defer func() {
-		for _, br := range brokers {
-			if br.cmd != nil && br.cmd.ProcessState == nil {
-				_ = br.cmd.Process.Kill()
-				_ = br.cmd.Wait()
-			}
-		}
-	}()
+	startOne := func(br *clusterBroker) error { return br.start(ctx, binary) }
 	for _, br := range brokers {
 		if err := startOne(br); err != nil {
 			return rep, err

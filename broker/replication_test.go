@@ -2,7 +2,6 @@ package broker_test
 
 import (
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -12,10 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/tiercel/tiercel/broker/storage"
 	"github.com/tiercel/tiercel/internal/brokertest"
 	"github.com/tiercel/tiercel/internal/recordbatch"
-	"github.com/tiercel/tiercel/internal/vfs"
 )
 
 // createReplicated creates topic with rf replicas per partition through
@@ -42,41 +39,11 @@ func partitionsOf(t *testing.T, addr, topic string) []kmsg.MetadataResponseTopic
 	return nil
 }
 
-// diskValues reads partition p of topic from a stopped broker's data
-// directory: every record it holds, whatever its high watermark.
+// diskValues is every record value a stopped broker's copy of partition p holds.
 func diskValues(t *testing.T, dir, topic string, p int32) []string {
 	t.Helper()
-	m, err := storage.OpenManager(vfs.Default, filepath.Clean(dir), storage.ManagerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	l := m.Get(storage.TopicPartition{Topic: topic, Partition: p})
-	if l == nil {
-		return nil
-	}
-	var out []string
-	for off := l.StartOffset(); off < l.EndOffset(); {
-		res, err := l.Read(off, 1<<20, l.EndOffset())
-		if err != nil {
-			t.Fatal(err)
-		}
-		batches, err := recordbatch.Validate(res.Records, recordbatch.ValidateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, b := range batches {
-			recs, err := recordbatch.Records(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, r := range recs {
-				out = append(out, string(r.Value))
-			}
-			off = b.LastOffset() + 1
-		}
-	}
-	return out
+	_, vs := brokertest.DiskLog(t, dir, topic, p)
+	return vs
 }
 
 // TestReplicatedTopic: a topic with replication factor 3 on three brokers

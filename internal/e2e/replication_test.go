@@ -11,11 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/tiercel/tiercel/broker/storage"
 	"github.com/tiercel/tiercel/internal/brokertest"
-	"github.com/tiercel/tiercel/internal/recordbatch"
 	"github.com/tiercel/tiercel/internal/testservers"
-	"github.com/tiercel/tiercel/internal/vfs"
 )
 
 // TestReplicationCrashes: three broker processes on versitygw, a topic
@@ -174,7 +171,7 @@ func TestReplicationCrashes(t *testing.T) {
 	}
 	for part := range int32(partitions) {
 		for i, p := range procs {
-			start, vs := diskLog(t, p.DataDir(), topic, part)
+			start, vs := brokertest.DiskLog(t, p.DataDir(), topic, part)
 			if start+int64(len(vs)) != ends[part] {
 				t.Errorf("partition %d: broker %d's copy ends at %d, the log at %d", part, i+1, start+int64(len(vs)), ends[part])
 				continue
@@ -186,44 +183,4 @@ func TestReplicationCrashes(t *testing.T) {
 			}
 		}
 	}
-}
-
-// diskLog reads partition p of topic from a stopped broker's data
-// directory: its start offset and every record value it holds.
-func diskLog(t *testing.T, dir, topic string, p int32) (int64, []string) {
-	t.Helper()
-	m, err := storage.OpenManager(vfs.Default, dir, storage.ManagerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	l := m.Get(storage.TopicPartition{Topic: topic, Partition: p})
-	if l == nil {
-		return 0, nil
-	}
-	var out []string
-	start := l.StartOffset()
-	for off := start; off < l.EndOffset(); {
-		res, err := l.Read(off, 1<<20, l.EndOffset())
-		if err != nil {
-			t.Fatal(err)
-		}
-		batches, err := recordbatch.Validate(res.Records, recordbatch.ValidateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, b := range batches {
-			recs, err := recordbatch.Records(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, r := range recs {
-				if r.Offset >= off {
-					out = append(out, string(r.Value))
-				}
-			}
-			off = b.LastOffset() + 1
-		}
-	}
-	return start, out
 }
