@@ -374,6 +374,7 @@ func (l *Log) checkpointAt(force bool) (int64, error) {
 		return 0, err
 	}
 	l.synced = l.end
+	l.wakeSyncWaiters() // waiters for a sync loop that may find nothing left to do
 	if err := seg.writeIndexes(l.fs); err != nil {
 		return 0, err
 	}

@@ -1,10 +1,13 @@
 package storage
 
 import (
+	"context"
 	"fmt"
 	"math/rand"
 	"slices"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/tiercel/tiercel/internal/recordbatch"
 	"github.com/tiercel/tiercel/internal/replica"
@@ -193,4 +196,52 @@ func readRange(t *testing.T, l *Log, from, to int64) []string {
 		}
 	}
 	return out
+}
+
+// TestWaitDurableWithConcurrentCheckpoints: a checkpoint that fsyncs
+// everything between a waiter starting the sync loop and the loop's first
+// look must not leave the waiter waiting for good (found by the
+// replication benchmark: a follower's fetcher hung in WaitDurable).
+func TestWaitDurableWithConcurrentCheckpoints(t *testing.T) {
+	e := newEnv(vfs.NewMem(), "/d", DefaultConfig())
+	m := e.open(t)
+	defer m.Close()
+	l, err := m.Create(tp0, [16]byte{2}, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2000 {
+		if _, err := l.Append(batch(t, fmt.Sprint(i)), AppendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// The append started the sync loop; let it finish, so that the
+		// waiter below starts a new one, racing the checkpoint.
+		for l.syncingNow() {
+			runtime.Gosched()
+		}
+		l.mu.Lock()
+		l.synced-- // pretend the last offset is not synced yet
+		l.mu.Unlock()
+		done := make(chan error, 1)
+		started := make(chan struct{})
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			close(started)
+			done <- l.WaitDurable(ctx, l.EndOffset())
+		}()
+		<-started
+		if _, err := l.checkpointAt(true); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+}
+
+func (l *Log) syncingNow() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.syncing
 }

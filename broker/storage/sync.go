@@ -20,7 +20,10 @@ func (l *Log) syncLoop() {
 	for {
 		l.mu.Lock()
 		if l.synced >= l.end || l.closed {
+			// A checkpoint may have synced everything since a waiter
+			// started this loop: wake it, or it waits for good.
 			l.syncing = false
+			l.wakeSyncWaiters()
 			l.mu.Unlock()
 			return
 		}
@@ -119,4 +122,11 @@ func (l *Log) WaitDurableAll(end int64) error {
 		l.mu.Unlock()
 		<-ch
 	}
+}
+
+// wakeSyncWaiters wakes everyone waiting for the next fsync to end, so they
+// look at the log again; l.mu held.
+func (l *Log) wakeSyncWaiters() {
+	close(l.syncDone)
+	l.syncDone = make(chan struct{})
 }

@@ -28,15 +28,18 @@ import (
 // consumer was never delivered a record that is not in the final log at
 // the same offset (nothing above the high watermark), and every in-sync
 // replica holds the same records (compared on disk).
-func TestReplicationCrashes(t *testing.T) {
-	const (
-		partitions = 3
-		topic      = "rep"
-	)
+func TestReplicationCrashes(t *testing.T) { replicationCrashes(t, 3, 3) }
+
+// TestReplicationCrashesFive is TestReplicationCrashes on five brokers,
+// each partition's three replicas on three of them.
+func TestReplicationCrashesFive(t *testing.T) { replicationCrashes(t, 5, 5) }
+
+func replicationCrashes(t *testing.T, brokers, partitions int) {
+	const topic = "rep"
 	srv := testservers.StartVersityGW(t)
 	sets := append([]string{"tiercel.lease.ttl.ms=3000", "tiercel.lease.margin.ms=500", "replica.lag.time.max.ms=3000",
 		"tiercel.replica.isr.check.ms=200", "replica.fetch.wait.max.ms=100", "replica.fetch.backoff.ms=100"}, fastTiering...)
-	procs, _ := s3Cluster(t, srv, "replication", 3, sets...)
+	procs, _ := s3Cluster(t, srv, "replication", brokers, sets...)
 	var addrs []string
 	for _, p := range procs {
 		addrs = append(addrs, p.Addr())
@@ -47,7 +50,7 @@ func TestReplicationCrashes(t *testing.T) {
 	for k, v := range tinySegments {
 		configs[k] = v
 	}
-	if resp, err := adm.CreateTopic(context.Background(), partitions, 3, configs, topic); err != nil || resp.Err != nil {
+	if resp, err := adm.CreateTopic(context.Background(), int32(partitions), 3, configs, topic); err != nil || resp.Err != nil {
 		t.Fatalf("create: %v %v", err, resp.Err)
 	}
 	for _, a := range addrs {
@@ -56,16 +59,20 @@ func TestReplicationCrashes(t *testing.T) {
 	reader := startLiveReader(t, addrs, topic, "rep-readers")
 
 	// waitISR waits until the broker at addr reports every partition led,
-	// with an ISR of n.
-	waitISR := func(addr string, n int) {
+	// with its live replicas (every broker but those down) in sync.
+	waitISR := func(addr string, down ...int) {
 		t.Helper()
-		brokertest.WaitFor(t, fmt.Sprintf("every partition led with %d in sync", n), func() bool {
+		brokertest.WaitFor(t, fmt.Sprintf("every partition led, its replicas but brokers %v in sync", down), func() bool {
 			parts := partitionsOf(t, addr, topic)
 			if len(parts) != partitions {
 				return false
 			}
 			for _, p := range parts {
-				if p.ErrorCode != 0 || p.Leader < 0 || len(p.ISR) != n {
+				want := slices.DeleteFunc(slices.Clone(p.Replicas), func(r int32) bool { return slices.Contains(down, int(r)) })
+				isr := slices.Clone(p.ISR)
+				slices.Sort(want)
+				slices.Sort(isr)
+				if p.ErrorCode != 0 || p.Leader < 0 || !slices.Equal(isr, want) {
 					return false
 				}
 			}
@@ -97,26 +104,26 @@ func TestReplicationCrashes(t *testing.T) {
 				victim := int(leaderOf(addrs[1], 0)) - 1
 				procs[victim].Kill()
 				began := time.Now()
-				waitISR(addrs[other(victim)], 2)
+				waitISR(addrs[other(victim)], victim+1)
 				t.Logf("cycle 0: broker %d killed; its partitions led by in-sync replicas after %v", victim+1, time.Since(began).Round(time.Millisecond))
 				procs[victim].Restart()
-				waitISR(addrs[0], 3)
+				waitISR(addrs[0])
 			case 1: // kill -9 two brokers one after the other
 				procs[1].Kill()
 				waitISR(addrs[0], 2)
 				procs[2].Kill()
-				waitISR(addrs[0], 1)
+				waitISR(addrs[0], 2, 3)
 				time.Sleep(time.Second) // producers are refused (NOT_ENOUGH_REPLICAS) and retry
 				procs[1].Restart()
 				procs[2].Restart()
-				waitISR(addrs[0], 3)
+				waitISR(addrs[0])
 				t.Logf("cycle 1: brokers 2 and 3 killed in turn and restarted; all back in sync")
 			case 2: // a broker restarted on an empty disk
 				procs[2].Kill()
-				waitISR(addrs[0], 2)
+				waitISR(addrs[0], 3)
 				procs[2].MoveTo(t.TempDir())
 				procs[2].Restart()
-				waitISR(addrs[0], 3)
+				waitISR(addrs[0])
 				t.Logf("cycle 2: broker 3 restarted on an empty disk and caught up")
 			case 3: // a leader frozen past its lease
 				victim := int(leaderOf(addrs[0], 1)) - 1
@@ -137,14 +144,14 @@ func TestReplicationCrashes(t *testing.T) {
 					t.Fatalf("broker %d after SIGCONT: exited %v with %v; output:\n%s", victim+1, exited, err, procs[victim].Output())
 				}
 				procs[victim].Restart()
-				waitISR(addrs[other(victim)], 3)
+				waitISR(addrs[other(victim)])
 			}
 		},
 	})
 	if len(acked) < 1000 {
 		t.Fatalf("only %d records acknowledged: too little load to prove anything", len(acked))
 	}
-	waitISR(addrs[0], 3)
+	waitISR(addrs[0])
 	log := readAll(t, addrs[0], topic, partitions)
 	checkLog(t, log, acked)
 	reader.check(t, acked)
@@ -165,12 +172,20 @@ func TestReplicationCrashes(t *testing.T) {
 	for p, vs := range log {
 		ends[p] = int64(len(vs))
 	}
+	replicas := map[int32][]int32{}
+	for _, p := range partitionsOf(t, addrs[0], topic) {
+		replicas[p.Partition] = p.Replicas
+	}
 	time.Sleep(time.Second)
 	for _, p := range procs {
 		p.Kill()
 	}
 	for part := range int32(partitions) {
-		for i, p := range procs {
+		if len(replicas[part]) != 3 {
+			t.Fatalf("partition %d has replicas %v", part, replicas[part])
+		}
+		for _, r := range replicas[part] {
+			i, p := r-1, procs[r-1]
 			start, vs := brokertest.DiskLog(t, p.DataDir(), topic, part)
 			if start+int64(len(vs)) != ends[part] {
 				t.Errorf("partition %d: broker %d's copy ends at %d, the log at %d", part, i+1, start+int64(len(vs)), ends[part])
