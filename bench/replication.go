@@ -45,10 +45,10 @@ func (r ReplicationReport) Summary() string {
 // replicas against one, the p99 latency at a fixed rate, the time from
 // SIGKILL of a leader to writes accepted by another replica, and how fast
 // a follower restarted on an empty disk copies the log and rejoins the ISR.
-func RunReplication(ctx context.Context, binary, versitygw, dir string, d time.Duration, logf func(string, ...any)) (ReplicationReport, error) {
+func RunReplication(ctx context.Context, binary, versitygw, dir string, d time.Duration, sets []string, logf func(string, ...any)) (ReplicationReport, error) {
 	const ttlMs = 12000 // the default tiercel.lease.ttl.ms
 	rep := ReplicationReport{LeaseTTLMs: ttlMs, FixedRateMBps: 20}
-	brokers, stop, err := newBenchCluster(ctx, versitygw, dir, "replication", 3)
+	brokers, stop, err := newBenchCluster(ctx, versitygw, dir, "replication", 3, sets...)
 	if err != nil {
 		return rep, err
 	}
@@ -122,23 +122,32 @@ func RunReplication(ctx context.Context, binary, versitygw, dir string, d time.D
 			return rep, err
 		}
 	}
-	w := Workload{Brokers: seeds, RecordSize: 1000, Duration: d, Acks: "all"}
-	w.Topic = "rf1"
-	if rep.RF1, err = Produce(ctx, w); err != nil {
-		return rep, err
+	// Each measurement starts on a quiet disk: the gigabytes the one before
+	// wrote are written back first, or the kernel's writeback throttling
+	// lands on whichever runs second.
+	quiet := func() {
+		syscall.Sync()
+		time.Sleep(2 * time.Second)
 	}
-	logf("replication: RF 1 %.1f MiB/s", rep.RF1.MiBPerSec)
-	w.Topic = "rf3"
-	if rep.RF3, err = Produce(ctx, w); err != nil {
-		return rep, err
-	}
-	rep.Ratio = rep.RF3.MiBPerSec / rep.RF1.MiBPerSec
-	logf("replication: RF 3 %.1f MiB/s", rep.RF3.MiBPerSec)
-	w.RateBytes = rep.FixedRateMBps * 1e6
+	w := Workload{Brokers: seeds, RecordSize: 1000, Duration: d, Acks: "all", Topic: "rf3", RateBytes: rep.FixedRateMBps * 1e6}
+	quiet()
 	if rep.Fixed, err = Produce(ctx, w); err != nil {
 		return rep, err
 	}
 	logf("replication: RF 3 at %.0f MB/s p99 %.2f ms", rep.FixedRateMBps, rep.Fixed.P99Ms)
+	w.RateBytes = 0
+	quiet()
+	if rep.RF3, err = Produce(ctx, w); err != nil {
+		return rep, err
+	}
+	logf("replication: RF 3 %.1f MiB/s", rep.RF3.MiBPerSec)
+	w.Topic = "rf1"
+	quiet()
+	if rep.RF1, err = Produce(ctx, w); err != nil {
+		return rep, err
+	}
+	logf("replication: RF 1 %.1f MiB/s", rep.RF1.MiBPerSec)
+	rep.Ratio = rep.RF3.MiBPerSec / rep.RF1.MiBPerSec
 
 	// Failover: one partition led by broker 3, a producer writing one
 	// record at a time; from SIGKILL to the first write acknowledged by
@@ -160,6 +169,14 @@ func RunReplication(ctx context.Context, binary, versitygw, dir string, d time.D
 	}
 	if err := waitFor("failover in sync", time.Minute, inSync("failover", 3)); err != nil {
 		return rep, err
+	}
+	for _, br := range brokers {
+		if err := waitFor("failover on every broker", time.Minute, func() bool {
+			md, err := askBroker(ctx, br, "failover")
+			return err == nil && len(md.Topics) == 1 && md.Topics[0].ErrorCode == 0
+		}); err != nil {
+			return rep, err
+		}
 	}
 	pcl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic("failover"),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 10 * time.Millisecond }), kgo.MetadataMinAge(10*time.Millisecond), kgo.RecordRetries(1<<30))
@@ -214,4 +231,20 @@ func RunReplication(ctx context.Context, binary, versitygw, dir string, d time.D
 	rep.CatchUpMiBps = rep.CatchUpMiB / rep.CatchUpSeconds
 	logf("replication: catch-up %.0f MiB in %.1f s", rep.CatchUpMiB, rep.CatchUpSeconds)
 	return rep, nil
+}
+
+// askBroker asks exactly broker br for topic's metadata.
+func askBroker(ctx context.Context, br *clusterBroker, topic string) (*kmsg.MetadataResponse, error) {
+	c, err := kgo.NewClient(kgo.SeedBrokers(br.kafka))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	req := kmsg.NewPtrMetadataRequest()
+	req.Topics = []kmsg.MetadataRequestTopic{{Topic: kmsg.StringPtr(topic)}}
+	resp, err := c.SeedBrokers()[0].Request(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.(*kmsg.MetadataResponse), nil
 }

@@ -186,10 +186,11 @@ func newBenchCmd(g *Globals) *cobra.Command {
 	clusterCmd.Flags().IntVar(&clusterIdle, "idle-partitions", 10000, "partitions for the idle-request measurement")
 	var replDir, replVersity string
 	var replFor time.Duration
+	var replSets []string
 	replication := &cobra.Command{Use: "replication", Short: "The replication benchmarks alone: three brokers, RF 3 against RF 1, failover and catch-up", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return withBenchDir(replDir, "tiercel-bench-replication-", func(exe, dir string, logf func(string, ...any)) error {
-				rr, err := bench.RunReplication(c.Context(), exe, replVersity, dir, replFor, logf)
+				rr, err := bench.RunReplication(c.Context(), exe, replVersity, dir, replFor, replSets, logf)
 				if err != nil {
 					return err
 				}
@@ -203,6 +204,7 @@ func newBenchCmd(g *Globals) *cobra.Command {
 	replication.Flags().StringVar(&replDir, "dir", ".", "directory for the brokers' data and versitygw's files")
 	replication.Flags().StringVar(&replVersity, "versitygw", defaultVersityGW(), "versitygw binary (scripts/install-test-tools.sh installs it)")
 	replication.Flags().DurationVar(&replFor, "duration", 10*time.Second, "how long each produce measurement runs")
+	replication.Flags().StringArrayVar(&replSets, "broker-set", nil, "a broker setting for every broker, key=value (repeatable), e.g. log.flush.policy=interval")
 	cmd.AddCommand(produce, consume, e2e, disk, loop, suite, groups, tier, clusterCmd, replication)
 	return cmd
 }
