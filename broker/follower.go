@@ -361,7 +361,7 @@ func (f *fetcher) fetch(ctx context.Context, parts []*followed) bool {
 			if p == nil || !f.current(p) {
 				continue
 			}
-			if !f.apply(p, &rp) {
+			if !f.apply(ctx, p, &rp) {
 				progress = false
 			}
 		}
@@ -371,7 +371,7 @@ func (f *fetcher) fetch(ctx context.Context, parts []*followed) bool {
 
 // apply appends one partition's fetched batches and takes the leader's
 // high watermark; false means back off.
-func (f *fetcher) apply(p *followed, rp *kmsg.FetchResponseTopicPartition) bool {
+func (f *fetcher) apply(ctx context.Context, p *followed, rp *kmsg.FetchResponseTopicPartition) bool {
 	switch rp.ErrorCode {
 	case 0:
 	case kerr.OffsetOutOfRange.Code:
@@ -398,7 +398,7 @@ func (f *fetcher) apply(p *followed, rp *kmsg.FetchResponseTopicPartition) bool 
 		}
 		// The next fetch reports this log end to the leader as held: make
 		// it durable first when the flush policy is fsync.
-		if err := p.log.WaitDurable(context.Background(), p.log.EndOffset()); err != nil {
+		if err := p.log.WaitDurable(ctx, p.log.EndOffset()); err != nil {
 			f.b.logger.Warn("follower flush", "topic", p.key.topic, "partition", p.key.partition, "err", err)
 			return false
 		}
