@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
-	"slices"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
