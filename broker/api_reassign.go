@@ -77,8 +77,13 @@ func (b *Broker) handleAlterPartitionAssignments(req *kmsg.AlterPartitionAssignm
 				} else {
 					m.op = &metalog.Op{CancelMove: &metalog.CancelMove{Topic: t.meta.Name, ID: t.meta.ID, Partition: rp.Partition}}
 				}
+			case t.meta.replicated():
+				// Changing a replicated partition's replicas (copy, catch
+				// up, switch, drop) is not built yet; its leadership moves
+				// with ElectLeaders or a broker's shutdown.
+				m.code, m.msg = kerr.InvalidReplicaAssignment.Code, "reassigning the replicas of a replicated partition is not supported yet"
 			case len(rp.Replicas) != 1:
-				m.code, m.msg = kerr.InvalidReplicaAssignment.Code, fmt.Sprintf("%d replicas: Tiercel does not replicate yet, a partition has exactly one", len(rp.Replicas))
+				m.code, m.msg = kerr.InvalidReplicaAssignment.Code, fmt.Sprintf("%d replicas for a partition of a topic with one replica per partition", len(rp.Replicas))
 			case !live[rp.Replicas[0]]:
 				m.code, m.msg = kerr.InvalidReplicaAssignment.Code, fmt.Sprintf("broker %d is not live", rp.Replicas[0])
 			case rp.Replicas[0] == t.meta.Leaders[rp.Partition].Broker:

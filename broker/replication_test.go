@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -67,6 +69,21 @@ func TestReplicatedTopic(t *testing.T) {
 			t.Fatalf("partition %d: replicas %v isr %v leader %d", p.Partition, p.Replicas, p.ISR, p.Leader)
 		}
 	}
+	// The partition count grows with three replicas per new partition;
+	// changing a replicated partition's replicas is refused (not built).
+	adm := admin(t, addrs[0])
+	if rs, err := adm.CreatePartitions(ctx(t), 1, "r"); err != nil || rs["r"].Err != nil {
+		t.Fatalf("create partitions: %v %v", err, rs["r"].Err)
+	}
+	brokertest.WaitFor(t, "the fourth partition in sync on three", func() bool {
+		ps := partitionsOf(t, addrs[0], "r")
+		return len(ps) == 4 && len(ps[3].Replicas) == 3 && len(ps[3].ISR) == 3
+	})
+	ra := kadm.AlterPartitionAssignmentsReq{}
+	ra.Assign("r", 0, []int32{1, 2})
+	if res, err := adm.AlterPartitionAssignments(ctx(t), ra); err != nil || !errors.Is(res["r"][0].Err, kerr.InvalidReplicaAssignment) {
+		t.Fatalf("reassigning a replicated partition: %v %+v", err, res)
+	}
 	p := client(t, addrs[0], kgo.DefaultProduceTopic("r"))
 	sent := sentLog{}
 	sent.produce(t, p, 0, 300)
@@ -88,7 +105,7 @@ func TestReplicatedTopic(t *testing.T) {
 
 	brokers[0].Close()
 	brokers[1].Close()
-	for part := range int32(3) {
+	for part := range int32(4) {
 		a := diskValues(t, brokers[0].DataDir(), "r", part)
 		b := diskValues(t, brokers[1].DataDir(), "r", part)
 		if len(a) != len(sent[part]) || !slices.Equal(a, b) || fmt.Sprint(a) != fmt.Sprint(sent[part]) {

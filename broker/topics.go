@@ -348,7 +348,19 @@ func (b *Broker) addPartitions(name string, count int32, validateOnly bool) erro
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	op := metalog.AddPartitions{Name: name, ID: t.meta.ID, From: t.meta.Partitions, Leaders: b.placeLeaders(count - t.meta.Partitions)}
+	op := metalog.AddPartitions{Name: name, ID: t.meta.ID, From: t.meta.Partitions}
+	if rf := len(t.meta.ReplicasOf(0)); t.meta.replicated() {
+		rs, err := b.placeReplicas(count-t.meta.Partitions, rf)
+		if err != nil {
+			return err
+		}
+		op.Replicas = rs
+		for _, r := range rs {
+			op.Leaders = append(op.Leaders, r[0])
+		}
+	} else {
+		op.Leaders = b.placeLeaders(count - t.meta.Partitions)
+	}
 	done, err := b.appendMeta(ctx, metalog.Op{AddPartitions: &op})
 	if err != nil {
 		if errors.Is(err, metalog.ErrStale) {
