@@ -32,6 +32,10 @@ type leaseRecord struct {
 	Counter     int64  `json:"counter"`
 	Released    bool   `json:"released,omitempty"` // its broker leads nothing: shut down, or revoked
 	RevokedBy   int32  `json:"revokedBy,omitempty"`
+	// Fenced: revoked while its broker was still renewing it (cut off from
+	// the other brokers): it may be valid by that broker's clock for up to
+	// a TTL more, so watchers wait before moving its partitions.
+	Fenced bool `json:"fenced,omitempty"`
 }
 
 func leaseKey(id int32) string { return fmt.Sprintf("leases/%d", id) }

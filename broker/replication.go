@@ -151,6 +151,11 @@ func (b *Broker) watchISR(stop <-chan struct{}) {
 }
 
 func (b *Broker) proposeISRs() {
+	if !b.leading() {
+		// Its lease lapsed or was revoked (fenced): another broker may be
+		// electing from the ISR, which this one must not shrink.
+		return
+	}
 	b.repl.mu.Lock()
 	leaders := make([]*leaderRepl, 0, len(b.repl.leaders))
 	for _, lr := range b.repl.leaders {

@@ -29,9 +29,11 @@ import (
 // Watcher per broker, fed by the versions they gossip after each renewal
 // (no bucket request) and by reads of the lease while one is missing.
 type leaseWatch struct {
-	mu       sync.Mutex
-	watchers map[int32]*lease.Watcher
-	lastRead map[int32]time.Duration // when the lease was last read, on the lease clock
+	mu           sync.Mutex
+	watchers     map[int32]*lease.Watcher
+	lastRead     map[int32]time.Duration // when the lease was last read, on the lease clock
+	missingSince map[int32]time.Duration // when a broker leading partitions was first seen missing from gossip
+	missingAt    map[int32]string        // its lease version then (or at the first read after), to tell renewals from a crash
 }
 
 // heardLease records a lease version another broker gossiped. The wait
@@ -51,7 +53,7 @@ func (b *Broker) heardLease(broker int32, version string) {
 // caller holds w.mu.
 func (w *leaseWatch) watcher(broker int32, cfg lease.Config) *lease.Watcher {
 	if w.watchers == nil {
-		w.watchers, w.lastRead = map[int32]*lease.Watcher{}, map[int32]time.Duration{}
+		w.watchers, w.lastRead, w.missingSince, w.missingAt = map[int32]*lease.Watcher{}, map[int32]time.Duration{}, map[int32]time.Duration{}, map[int32]string{}
 	}
 	lw := w.watchers[broker]
 	if lw == nil {
@@ -116,14 +118,30 @@ func (b *Broker) takeOverOrphans() {
 	ctx, cancel := context.WithTimeout(context.Background(), b.lease.cfg.TTL)
 	defer cancel()
 	lw := &b.leaseWatch
+	majority := 2*len(live) > b.registeredBrokers()
+	lw.mu.Lock()
+	for id := range lw.missingSince {
+		if _, ok := orphans[id]; !ok {
+			delete(lw.missingSince, id) // back, or leads nothing now
+			delete(lw.missingAt, id)
+		}
+	}
+	lw.mu.Unlock()
 	for id, parts := range orphans {
 		lw.mu.Lock()
 		w := lw.watcher(id, b.lease.cfg)
 		now := b.lease.now()
+		if _, ok := lw.missingSince[id]; !ok {
+			lw.missingSince[id], lw.missingAt[id] = now, w.Version()
+		}
+		// Missing from gossip for a whole TTL while this side holds a
+		// majority of the registered brokers: fenced even if it renews
+		// its lease (cut off from the other brokers, not from the bucket).
+		fence := majority && now-lw.missingSince[id] >= b.lease.cfg.TTL
 		read, heard := lw.lastRead[id], w.Version() != ""
 		expired := w.Expired(now)
 		lw.mu.Unlock()
-		if heard && !expired && now-read < b.lease.cfg.TTL/3 {
+		if heard && !expired && now-read < b.lease.cfg.TTL/3 && !fence {
 			continue // waiting; nothing to ask the bucket yet
 		}
 		data, attrs, err := objstore.ReadAll(ctx, b.bucket, leaseKey(id))
@@ -144,10 +162,19 @@ func (b *Broker) takeOverOrphans() {
 			}
 		}
 		lw.mu.Lock()
-		w.Observe(attrs.Version, rec.Released, b.lease.now()) // a new version restarts the wait
+		// A new version restarts the wait; so does a fence: its broker may
+		// hold the lease valid until a TTL after its last renewal.
+		w.Observe(attrs.Version, rec.Released && !rec.Fenced, b.lease.now())
 		expired = w.Expired(b.lease.now())
+		if lw.missingAt[id] == "" {
+			lw.missingAt[id] = attrs.Version
+		}
+		renewing := attrs.Version != lw.missingAt[id] // a crashed broker's lease stays as it was
 		lw.mu.Unlock()
 		if !expired {
+			if fence && renewing && !rec.Released {
+				b.fence(ctx, id, rec, attrs.Version)
+			}
 			continue
 		}
 		if !rec.Released {
@@ -171,7 +198,36 @@ func (b *Broker) forgetLease(id int32) {
 	b.leaseWatch.mu.Lock()
 	delete(b.leaseWatch.watchers, id)
 	delete(b.leaseWatch.lastRead, id)
+	delete(b.leaseWatch.missingSince, id)
+	delete(b.leaseWatch.missingAt, id)
 	b.leaseWatch.mu.Unlock()
+}
+
+// fence revokes the lease of a broker that renews it but that a majority
+// of the brokers cannot reach by gossip: a compare-and-swap on the version
+// just read, so its next renewal fails and it stops leading (and exits).
+// Its partitions move only after a further TTL + margin: until then it
+// may still hold the lease valid by its own clock.
+func (b *Broker) fence(ctx context.Context, id int32, rec leaseRecord, version string) {
+	fenced := leaseRecord{Broker: id, Incarnation: rec.Incarnation, Counter: rec.Counter + 1, Released: true, RevokedBy: b.nodeID, Fenced: true}
+	attrs, err := b.lease.put(ctx, fenced, objstore.PutOptions{IfVersion: version})
+	if err != nil {
+		return // renewed meanwhile: the next tick reads it again
+	}
+	lw := &b.leaseWatch
+	lw.mu.Lock()
+	lw.watcher(id, b.lease.cfg).Observe(attrs.Version, false, b.lease.now())
+	lw.mu.Unlock()
+	b.logger.Warn("fencing a broker that renews its lease but that a majority of the brokers cannot reach: its lease is revoked, and its partitions move once it has lapsed",
+		"broker", id, "wait", b.lease.cfg.TTL+b.lease.cfg.Margin)
+}
+
+// registeredBrokers is how many broker ids have registered in the metadata
+// log (the cluster's size for the majority a fence needs).
+func (b *Broker) registeredBrokers() int {
+	b.meta.mu.Lock()
+	defer b.meta.mu.Unlock()
+	return len(b.meta.log.Peek().Brokers)
 }
 
 func (b *Broker) lowestLive() int32 {

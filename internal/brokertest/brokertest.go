@@ -159,6 +159,7 @@ func Binary(t testing.TB) string {
 type Process struct {
 	t      testing.TB
 	bin    string
+	wrap   []string // a command the binary runs under (ip netns exec NS), or nil
 	dir    string
 	addr   string
 	sets   []string
@@ -172,7 +173,14 @@ type Process struct {
 // until it answers Kafka requests.
 func StartProcess(t testing.TB, dataDir string, sets ...string) *Process {
 	t.Helper()
-	p := &Process{t: t, bin: Binary(t), dir: dataDir, addr: freeAddr(t), sets: sets, output: &bytes.Buffer{}}
+	return StartProcessUnder(t, nil, freeAddr(t), dataDir, sets...)
+}
+
+// StartProcessUnder is StartProcess with the broker on Kafka address addr,
+// run under the command wrap (such as ip netns exec NS), if not nil.
+func StartProcessUnder(t testing.TB, wrap []string, addr, dataDir string, sets ...string) *Process {
+	t.Helper()
+	p := &Process{t: t, bin: Binary(t), wrap: wrap, dir: dataDir, addr: addr, sets: sets, output: &bytes.Buffer{}}
 	p.start()
 	t.Cleanup(func() {
 		p.mu.Lock()
@@ -207,6 +215,9 @@ func (p *Process) start() {
 			args = append(args, "--set", s)
 		}
 		cmd := exec.Command(p.bin, args...)
+		if len(p.wrap) > 0 {
+			cmd = exec.Command(p.wrap[0], append(append(p.wrap[1:len(p.wrap):len(p.wrap)], p.bin), args...)...)
+		}
 		cmd.Stdout, cmd.Stderr = p.output, p.output
 		if err := cmd.Start(); err != nil {
 			p.t.Fatalf("brokertest: start: %v", err)

@@ -40,9 +40,11 @@ func Tool(t testing.TB, name string) string {
 	return p
 }
 
-func freePort(t testing.TB) string {
+func freePort(t testing.TB) string { return freePortOn(t, "127.0.0.1") }
+
+func freePortOn(t testing.TB, host string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,9 +104,13 @@ type S3 struct {
 }
 
 // StartVersityGW runs versitygw's posix backend; buckets are directories.
-func StartVersityGW(t testing.TB) S3 {
+func StartVersityGW(t testing.TB) S3 { return StartVersityGWOn(t, "127.0.0.1") }
+
+// StartVersityGWOn is StartVersityGW listening on host (an address other
+// machines, or network namespaces, reach it at).
+func StartVersityGWOn(t testing.TB, host string) S3 {
 	bin := Tool(t, "versitygw")
-	addr := freePort(t)
+	addr := freePortOn(t, host)
 	root := t.TempDir()
 	s := S3{Endpoint: "http://" + addr, AccessKey: "tiercel", SecretKey: "tiercel-secret", Root: root}
 	cmd := exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey, "--port", addr, "posix", root)
