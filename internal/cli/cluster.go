@@ -223,6 +223,9 @@ func minInsyncReplicas(ctx context.Context, adm *kadm.Client, md *kmsg.MetadataR
 		return nil, err
 	}
 	for _, rc := range rcs {
+		if errors.Is(rc.Err, kerr.UnknownTopicOrPartition) {
+			continue // created or deleted just now; the broker asked has not caught up
+		}
 		if rc.Err != nil {
 			return nil, fmt.Errorf("%s: %w", rc.Name, rc.Err)
 		}

@@ -210,10 +210,12 @@ func TestClusterStatusReplication(t *testing.T) {
 	if err != nil || resp.Topics[0].ErrorCode != 0 {
 		t.Fatalf("create: %v %+v", err, resp)
 	}
-	brokertest.WaitFor(t, "the topic in sync on three", func() bool {
-		ps := partitionsOf(t, brokers[0].Addr(), "rc")
-		return len(ps) == 1 && len(ps[0].ISR) == 3
-	})
+	for _, b := range brokers {
+		brokertest.WaitFor(t, "the topic in sync on three, on every broker", func() bool {
+			ps := partitionsOf(t, b.Addr(), "rc")
+			return len(ps) == 1 && len(ps[0].ISR) == 3
+		})
+	}
 	if st := status(); len(st.UnderReplicated)+len(st.AtMinISR)+len(st.UnderMinISR) != 0 {
 		t.Fatalf("all in sync, status says %+v", st)
 	}
