@@ -34,6 +34,7 @@ type leaseWatch struct {
 	lastRead     map[int32]time.Duration // when the lease was last read, on the lease clock
 	missingSince map[int32]time.Duration // when a broker leading partitions was first seen missing from gossip
 	missingAt    map[int32]string        // its lease version then (or at the first read after), to tell renewals from a crash
+	seenLive     map[int32]string        // the incarnation of each broker last seen live in gossip
 }
 
 // heardLease records a lease version another broker gossiped. The wait
@@ -49,12 +50,18 @@ func (b *Broker) heardLease(broker int32, version string) {
 	w.watcher(broker, b.lease.cfg).Observe(version, false, b.lease.now())
 }
 
+// makeMaps makes the maps on first use; the caller holds w.mu.
+func (w *leaseWatch) makeMaps() {
+	if w.watchers == nil {
+		w.watchers, w.lastRead, w.missingSince = map[int32]*lease.Watcher{}, map[int32]time.Duration{}, map[int32]time.Duration{}
+		w.missingAt, w.seenLive = map[int32]string{}, map[int32]string{}
+	}
+}
+
 // watcher returns the Watcher of a broker's lease, made on first use; the
 // caller holds w.mu.
 func (w *leaseWatch) watcher(broker int32, cfg lease.Config) *lease.Watcher {
-	if w.watchers == nil {
-		w.watchers, w.lastRead, w.missingSince, w.missingAt = map[int32]*lease.Watcher{}, map[int32]time.Duration{}, map[int32]time.Duration{}, map[int32]string{}
-	}
+	w.makeMaps()
 	lw := w.watchers[broker]
 	if lw == nil {
 		lw = lease.NewWatcher(cfg)
@@ -105,6 +112,7 @@ func (b *Broker) orphans() map[int32][]metalog.SetLeader {
 // never heard starts the wait) and once more to revoke it, so idle
 // clusters pay nothing.
 func (b *Broker) takeOverOrphans() {
+	b.noteLiveIncarnations()
 	// Cheap checks first: this runs every second on every broker, and
 	// orphans walks every partition.
 	if b.lowestLive() != b.nodeID {
@@ -172,7 +180,12 @@ func (b *Broker) takeOverOrphans() {
 		renewing := attrs.Version != lw.missingAt[id] // a crashed broker's lease stays as it was
 		lw.mu.Unlock()
 		if !expired {
-			if fence && renewing && !rec.Released {
+			// Only the process this broker saw live and then lost is
+			// fenced: a restarted one that gossip has not shown yet is not.
+			lw.mu.Lock()
+			seen := lw.seenLive[id] == rec.Incarnation
+			lw.mu.Unlock()
+			if fence && renewing && seen && !rec.Released {
 				b.fence(ctx, id, rec, attrs.Version)
 			}
 			continue
@@ -220,6 +233,24 @@ func (b *Broker) fence(ctx context.Context, id int32, rec leaseRecord, version s
 	lw.mu.Unlock()
 	b.logger.Warn("fencing a broker that renews its lease but that a majority of the brokers cannot reach: its lease is revoked, and its partitions move once it has lapsed",
 		"broker", id, "wait", b.lease.cfg.TTL+b.lease.cfg.Margin)
+}
+
+// noteLiveIncarnations records the incarnation of every broker gossip
+// shows live.
+func (b *Broker) noteLiveIncarnations() {
+	if b.gossip == nil {
+		return
+	}
+	members := b.gossip.Members()
+	lw := &b.leaseWatch
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	lw.makeMaps()
+	for _, m := range members {
+		if m.Incarnation != "" {
+			lw.seenLive[m.BrokerID] = m.Incarnation
+		}
+	}
 }
 
 // registeredBrokers is how many broker ids have registered in the metadata
