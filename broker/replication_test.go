@@ -55,7 +55,15 @@ func diskValues(t *testing.T, dir, topic string, p int32) []string {
 // shutdown of a leader moves its partitions to an in-sync follower with
 // nothing lost and no upload needed (it works with tiering off).
 func TestReplicatedTopic(t *testing.T) {
-	brokers := startCluster(t, 3)
+	// Both durability rules: acks=all once fsynced on every in-sync
+	// replica (the default), or once written to each (Kafka's).
+	for _, policy := range []string{"fsync", "interval"} {
+		t.Run(policy, func(t *testing.T) { replicatedTopic(t, "log.flush.policy="+policy) })
+	}
+}
+
+func replicatedTopic(t *testing.T, sets ...string) {
+	brokers := startCluster(t, 3, sets...)
 	var addrs []string
 	for _, br := range brokers {
 		addrs = append(addrs, br.Addr())
