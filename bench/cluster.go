@@ -129,32 +129,8 @@ func RunCluster(ctx context.Context, binary, versitygw, dir string, idleParts in
 			return rep, err
 		}
 	}
-	ask := func(br *clusterBroker, topic string) (*kmsg.MetadataResponse, error) {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(br.kafka))
-		if err != nil {
-			return nil, err
-		}
-		defer cl.Close()
-		req := kmsg.NewPtrMetadataRequest()
-		if topic != "" {
-			req.Topics = []kmsg.MetadataRequestTopic{{Topic: kmsg.StringPtr(topic)}}
-		}
-		resp, err := cl.SeedBrokers()[0].Request(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		return resp.(*kmsg.MetadataResponse), nil
-	}
-	waitFor := func(what string, limit time.Duration, cond func() bool) error {
-		deadline := time.Now().Add(limit)
-		for !cond() {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("cluster bench: %s: not within %v", what, limit)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-		return nil
-	}
+	ask := func(br *clusterBroker, topic string) (*kmsg.MetadataResponse, error) { return askBroker(ctx, br, topic) }
+	waitFor := waitUntil("cluster bench", 2*time.Millisecond)
 	for _, br := range brokers {
 		if err := waitFor("brokers to find each other", time.Minute, func() bool {
 			md, err := ask(br, "")

@@ -67,29 +67,13 @@ func RunReplication(ctx context.Context, binary, versitygw, dir string, d time.D
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	ask := func(topic string) []kmsg.MetadataResponseTopicPartition {
-		c, err := kgo.NewClient(kgo.SeedBrokers(brokers[0].kafka))
-		if err != nil {
+		md, err := askBroker(ctx, brokers[0], topic)
+		if err != nil || len(md.Topics) != 1 {
 			return nil
 		}
-		defer c.Close()
-		req := kmsg.NewPtrMetadataRequest()
-		req.Topics = []kmsg.MetadataRequestTopic{{Topic: kmsg.StringPtr(topic)}}
-		resp, err := c.SeedBrokers()[0].Request(ctx, req)
-		if err != nil || len(resp.(*kmsg.MetadataResponse).Topics) != 1 {
-			return nil
-		}
-		return resp.(*kmsg.MetadataResponse).Topics[0].Partitions
+		return md.Topics[0].Partitions
 	}
-	waitFor := func(what string, limit time.Duration, cond func() bool) error {
-		deadline := time.Now().Add(limit)
-		for !cond() {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("replication bench: %s: not within %v", what, limit)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		return nil
-	}
+	waitFor := waitUntil("replication bench", 5*time.Millisecond)
 	inSync := func(topic string, n int) func() bool {
 		return func() bool {
 			ps := ask(topic)
@@ -233,7 +217,8 @@ func RunReplication(ctx context.Context, binary, versitygw, dir string, d time.D
 	return rep, nil
 }
 
-// askBroker asks exactly broker br for topic's metadata.
+// askBroker asks exactly broker br for topic's metadata (every topic's
+// for "").
 func askBroker(ctx context.Context, br *clusterBroker, topic string) (*kmsg.MetadataResponse, error) {
 	c, err := kgo.NewClient(kgo.SeedBrokers(br.kafka))
 	if err != nil {
@@ -241,10 +226,27 @@ func askBroker(ctx context.Context, br *clusterBroker, topic string) (*kmsg.Meta
 	}
 	defer c.Close()
 	req := kmsg.NewPtrMetadataRequest()
-	req.Topics = []kmsg.MetadataRequestTopic{{Topic: kmsg.StringPtr(topic)}}
+	if topic != "" {
+		req.Topics = []kmsg.MetadataRequestTopic{{Topic: kmsg.StringPtr(topic)}}
+	}
 	resp, err := c.SeedBrokers()[0].Request(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	return resp.(*kmsg.MetadataResponse), nil
+}
+
+// waitUntil returns a function that polls cond every poll until it holds,
+// or fails after limit naming what it waited for.
+func waitUntil(bench string, poll time.Duration) func(what string, limit time.Duration, cond func() bool) error {
+	return func(what string, limit time.Duration, cond func() bool) error {
+		deadline := time.Now().Add(limit)
+		for !cond() {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: %s: not within %v", bench, what, limit)
+			}
+			time.Sleep(poll)
+		}
+		return nil
+	}
 }

@@ -106,14 +106,11 @@ func (b *Broker) handOffPartitions(ctx context.Context, moves []partitionMove) {
 	if len(ops) == 0 {
 		return
 	}
-	b.meta.mu.Lock()
-	defer b.meta.mu.Unlock()
-	done, err := b.appendMeta(ctx, ops...)
+	moved, err := b.appendOps(ctx, ops)
 	if err != nil {
 		b.logger.Error("handoff: committing the new leaders failed; the partitions stay here", "err", err)
 		return
 	}
-	moved := applied(done)
 	b.logger.Info("handed partitions over to other brokers", "partitions", moved, "took", time.Since(start).Round(time.Millisecond))
 }
 

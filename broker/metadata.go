@@ -175,6 +175,18 @@ func (b *Broker) appendMeta(ctx context.Context, ops ...metalog.Op) ([]bool, err
 	return done, b.reconcile(ctx, false)
 }
 
+// appendOps appends ops under meta.mu (nothing when there are none) and
+// returns how many took effect.
+func (b *Broker) appendOps(ctx context.Context, ops []metalog.Op) (int, error) {
+	if len(ops) == 0 {
+		return 0, nil
+	}
+	b.meta.mu.Lock()
+	defer b.meta.mu.Unlock()
+	done, err := b.appendMeta(ctx, ops...)
+	return applied(done), err
+}
+
 // applied counts the ops of an entry that took effect.
 func applied(done []bool) int {
 	n := 0

@@ -292,14 +292,12 @@ func (b *Broker) leaveISRs(ctx context.Context) {
 	if len(ops) == 0 {
 		return
 	}
-	b.meta.mu.Lock()
-	defer b.meta.mu.Unlock()
-	done, err := b.appendMeta(ctx, ops...)
+	n, err := b.appendOps(ctx, ops)
 	if err != nil {
 		b.logger.Warn("leaving the ISRs at shutdown; the leaders will drop this broker when it lags", "err", err)
 		return
 	}
-	b.logger.Info("left the ISRs of the partitions followed here", "partitions", applied(done))
+	b.logger.Info("left the ISRs of the partitions followed here", "partitions", n)
 }
 
 // replicationStats counts this broker's replicated partitions by health

@@ -288,14 +288,11 @@ func (b *Broker) moveOrphans(ctx context.Context, gone int32, parts []metalog.Se
 	if len(ops) == 0 {
 		return
 	}
-	b.meta.mu.Lock()
-	defer b.meta.mu.Unlock()
-	done, err := b.appendMeta(ctx, ops...)
+	moved, err := b.appendOps(ctx, ops)
 	if err != nil {
-		b.logger.Error("unclean leader election: committing new leaders failed; trying again", "broker", gone, "err", err)
+		b.logger.Error("leader election: committing new leaders failed; trying again", "broker", gone, "err", err)
 		return
 	}
-	moved := applied(done)
 	if unclean > 0 {
 		b.logger.Warn("unclean leader election: a broker's lease expired; its partitions resume from the object store on live brokers, and what it had not tiered is lost",
 			"broker", gone, "partitions", moved, "to", targets)
