@@ -129,7 +129,9 @@ func RunCluster(ctx context.Context, binary, versitygw, dir string, idleParts in
 			return rep, err
 		}
 	}
-	ask := func(br *clusterBroker, topic string) (*kmsg.MetadataResponse, error) { return askBroker(ctx, br, topic) }
+	ask := func(br *clusterBroker, topic string) (*kmsg.MetadataResponse, error) {
+		return askBroker(ctx, br, topic)
+	}
 	waitFor := waitUntil("cluster bench", 2*time.Millisecond)
 	for _, br := range brokers {
 		if err := waitFor("brokers to find each other", time.Minute, func() bool {
