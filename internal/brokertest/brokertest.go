@@ -210,7 +210,15 @@ func (p *Process) start() {
 	p.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for attempt := 0; ; attempt++ {
-		args := []string{"serve", "--data-dir", p.dir, "--kafka-addr", p.addr, "--http-addr", "", "--log-level", "warn"}
+		// No HTTP listener unless a setting asks for one (the flag would
+		// otherwise override it).
+		httpAddr := ""
+		for _, s := range p.sets {
+			if v, ok := strings.CutPrefix(s, "tiercel.http.addr="); ok {
+				httpAddr = v
+			}
+		}
+		args := []string{"serve", "--data-dir", p.dir, "--kafka-addr", p.addr, "--http-addr", httpAddr, "--log-level", "warn"}
 		for _, s := range p.sets {
 			args = append(args, "--set", s)
 		}

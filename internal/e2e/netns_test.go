@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
 	"math/rand/v2"
 	"os/exec"
 	"strings"
@@ -121,6 +124,7 @@ func TestNetworkIsolatedLeader(t *testing.T) {
 		}
 		sets := append([]string{fmt.Sprintf("node.id=%d", i+1), "tiercel.objstore.url=" + url,
 			"tiercel.gossip.listener=" + ns.ip(i) + ":7946", "tiercel.gossip.seeds=" + strings.Join(seeds, ","),
+			"tiercel.http.addr=" + ns.ip(i) + ":9644",
 			"tiercel.gossip.local=true", "tiercel.metadata.poll.ms=200", fmt.Sprintf("broker.rack=zone-%d", i),
 			"tiercel.lease.ttl.ms=3000", "tiercel.lease.margin.ms=500", "replica.lag.time.max.ms=15000",
 			"tiercel.replica.isr.check.ms=200", "replica.fetch.wait.max.ms=100", "replica.fetch.backoff.ms=100"}, fastTiering...)
@@ -167,6 +171,18 @@ func TestNetworkIsolatedLeader(t *testing.T) {
 			began := time.Now()
 			brokertest.WaitFor(t, "the isolated leader's partitions led by the others", inSync(addrs[other], victim+1))
 			t.Logf("broker %d isolated; its partitions led by in-sync replicas after %v", victim+1, time.Since(began).Round(time.Millisecond))
+			// The survivors' metrics show the partitions they lead with
+			// two of three in sync: under-replicated and at min ISR.
+			brokertest.WaitFor(t, "the replication metrics to show the lost replica", func() bool {
+				under, atMin := 0.0, 0.0
+				for j := range 3 {
+					if j != victim {
+						under += metricValue(t, "http://"+ns.ip(j)+":9644/metrics", "tiercel_partitions_under_replicated")
+						atMin += metricValue(t, "http://"+ns.ip(j)+":9644/metrics", "tiercel_partitions_at_min_isr")
+					}
+				}
+				return under == partitions && atMin == partitions
+			})
 			err, exited := procs[victim].WaitExit(20 * time.Second)
 			if !exited || err == nil || !strings.Contains(procs[victim].Output(), "another process took this broker's lease") {
 				t.Fatalf("the isolated broker %d: exited %v with %v; output:\n%s", victim+1, exited, err, procs[victim].Output())
@@ -174,6 +190,13 @@ func TestNetworkIsolatedLeader(t *testing.T) {
 			ns.heal(victim)
 			procs[victim].Restart()
 			brokertest.WaitFor(t, "all three in sync again", inSync(addrs[other], 0))
+			brokertest.WaitFor(t, "the replication metrics back to zero", func() bool {
+				sum := 0.0
+				for j := range 3 {
+					sum += metricValue(t, "http://"+ns.ip(j)+":9644/metrics", "tiercel_partitions_under_replicated")
+				}
+				return sum == 0
+			})
 		},
 	})
 	if len(acked) < 1000 {
@@ -191,4 +214,29 @@ func TestNetworkIsolatedLeader(t *testing.T) {
 			}
 		}
 	}
+}
+
+// metricValue is the value of a gauge without labels in a Prometheus
+// text page at url (-1 if the page or the gauge is missing).
+func metricValue(t *testing.T, url, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, name); ok && (strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "{")) {
+			fields := strings.Fields(line)
+			v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+			if err == nil {
+				return v
+			}
+		}
+	}
+	return -1
 }
