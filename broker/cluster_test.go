@@ -349,6 +349,15 @@ func TestReassignAndElect(t *testing.T) {
 		l, e := leaderOf(0)
 		return l == to && e == 1
 	})
+	// Broker 2 may see the move before the new leader applies it.
+	brokertest.WaitFor(t, "the new leader to know it leads", func() bool {
+		for _, tp := range metadataOf(t, brokers[to-1].Addr()).Topics {
+			if *tp.Topic == "re" && len(tp.Partitions) > 0 {
+				return tp.Partitions[0].Leader == to && tp.Partitions[0].LeaderEpoch == 1
+			}
+		}
+		return false
+	})
 	// The new leader's log starts where the bucket's ends, and still knows
 	// where epoch 0 ended (a consumer validating its position after the
 	// move must not be sent back to offset 0).
