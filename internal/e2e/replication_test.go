@@ -10,8 +10,12 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tiercel/tiercel/internal/brokertest"
+	"github.com/tiercel/tiercel/internal/recordbatch"
 	"github.com/tiercel/tiercel/internal/testservers"
 )
 
@@ -197,5 +201,75 @@ func replicationCrashes(t *testing.T, brokers, partitions int) {
 				}
 			}
 		}
+	}
+}
+
+// TestNotEnoughReplicasAfterAppend: with min.insync.replicas=3, an acks=all
+// produce appended while all three replicas were in sync waits for a
+// follower that has stopped (SIGSTOP); when the leader drops it from the
+// ISR after replica.lag.time.max.ms, the produce is answered
+// NOT_ENOUGH_REPLICAS_AFTER_APPEND (the record is in the log, but fewer
+// replicas than required hold it), and the next one NOT_ENOUGH_REPLICAS.
+func TestNotEnoughReplicasAfterAppend(t *testing.T) {
+	srv := testservers.StartVersityGW(t)
+	procs, _ := s3Cluster(t, srv, "after-append", 3, "replica.lag.time.max.ms=2000", "tiercel.replica.isr.check.ms=100",
+		"replica.fetch.wait.max.ms=100")
+	addr := procs[0].Addr()
+	_, cl := newAdmin(t, addr)
+	defer cl.Close()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "strict", -1, -1
+	a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+	a.Replicas = []int32{1, 2, 3}
+	rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
+	c := kmsg.NewCreateTopicsRequestTopicConfig()
+	c.Name, c.Value = "min.insync.replicas", kmsg.StringPtr("3")
+	rt.Configs = append(rt.Configs, c)
+	req.Topics = append(req.Topics, rt)
+	if resp, err := req.RequestWith(context.Background(), cl); err != nil || resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("create: %v %+v", err, resp)
+	}
+	brokertest.WaitFor(t, "the topic in sync on three", func() bool {
+		ps := partitionsOf(t, addr, "strict")
+		return len(ps) == 1 && len(ps[0].ISR) == 3
+	})
+	produce := func() int16 {
+		t.Helper()
+		req := kmsg.NewPtrProduceRequest()
+		req.Acks, req.TimeoutMillis = -1, 30000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = "strict"
+		rp := kmsg.NewProduceRequestTopicPartition()
+		b, err := recordbatch.Build([]recordbatch.Record{{Value: []byte("x")}}, recordbatch.BuildOptions{ProducerID: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rp.Records = b
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		pc, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DisableIdempotentWrite())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		raw, err := pc.SeedBrokers()[0].Request(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
+	}
+	if code := produce(); code != 0 {
+		t.Fatalf("acks=all with three in sync: %v", kerr.ErrorForCode(code))
+	}
+	procs[2].Signal(syscall.SIGSTOP)
+	defer procs[2].Signal(syscall.SIGCONT)
+	began := time.Now()
+	if code := produce(); code != kerr.NotEnoughReplicasAfterAppend.Code {
+		t.Fatalf("acks=all while a follower stopped and left the ISR: %v, want NOT_ENOUGH_REPLICAS_AFTER_APPEND", kerr.ErrorForCode(code))
+	}
+	t.Logf("answered NOT_ENOUGH_REPLICAS_AFTER_APPEND after %v", time.Since(began).Round(time.Millisecond))
+	if code := produce(); code != kerr.NotEnoughReplicas.Code {
+		t.Fatalf("acks=all with two in sync: %v, want NOT_ENOUGH_REPLICAS", kerr.ErrorForCode(code))
 	}
 }
