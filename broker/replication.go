@@ -76,10 +76,10 @@ func (b *Broker) leadReplicated(m *topicMeta, p int32, l *storage.Log) {
 		l.SetReplicaHighWatermark(hw)
 		return
 	}
-	hw := l.StartOffset()
-	if l.Replicated() {
-		hw = l.HighWatermark()
+	if !l.Replicated() {
+		l.SetReplicaHighWatermark(l.StartOffset()) // from the watermark checkpointed before a restart
 	}
+	hw := l.HighWatermark()
 	st := replica.NewLeader(b.replConfig(m), b.nodeID, leader.Epoch, m.Replicas[p], isr, l.EndOffset(), hw, b.replNow())
 	st.Appended(l.EndOffset())
 	b.repl.leaders[key] = &leaderRepl{key: key, topicID: m.ID, log: l, st: st, leader: leader, metaISR: slices.Clone(isr)}

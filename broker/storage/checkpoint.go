@@ -12,6 +12,7 @@ import (
 const (
 	recoveryCheckpointFile    = "recovery-point-offset-checkpoint"
 	logStartCheckpointFile    = "log-start-offset-checkpoint"
+	replicationCheckpointFile = "replication-offset-checkpoint" // high watermarks of replicated logs
 	cleanShutdownFile         = ".kafka_cleanshutdown"
 	partitionMetadataFile     = "partition.metadata"
 	leaderEpochCheckpointFile = "leader-epoch-checkpoint"

@@ -39,6 +39,7 @@ type Log struct {
 	// (SetReplicaHighWatermark), capped by local durability.
 	replicated bool
 	replHW     int64
+	savedHW    int64 // the high watermark checkpointed before a restart, the first one set starts from
 	// truncations counts TruncateTo calls, so an fsync that began before
 	// one does not mark what was written after it durable.
 	truncations int64

@@ -59,6 +59,7 @@ func OpenManager(fsys vfs.FS, dir string, opts ManagerOptions) (*Manager, error)
 	clean := cleanErr == nil
 	recovery := m.readOffsets(recoveryCheckpointFile)
 	starts := m.readOffsets(logStartCheckpointFile)
+	hws := m.readOffsets(replicationCheckpointFile)
 
 	entries, err := fsys.ReadDir(dir)
 	if err != nil {
@@ -80,7 +81,7 @@ func OpenManager(fsys vfs.FS, dir string, opts ManagerOptions) (*Manager, error)
 		if !ok {
 			continue
 		}
-		ri := recoveryInfo{clean: clean, recoveryPoint: recovery[tp], logStart: starts[tp]}
+		ri := recoveryInfo{clean: clean, recoveryPoint: recovery[tp], logStart: starts[tp], highWatermark: hws[tp]}
 		l, err := m.openLog(tp, full, opts.Configs(tp), ri)
 		if err != nil {
 			m.closeLogs()
@@ -317,6 +318,15 @@ func (m *Manager) Checkpoint() error {
 		points[l.tp] = rp
 	}
 	if err := vfs.WriteFileAtomic(m.fs, filepath.Join(m.dir, recoveryCheckpointFile), marshalOffsets(points)); err != nil {
+		return err
+	}
+	hws := map[TopicPartition]int64{}
+	for _, l := range m.Logs() {
+		if hw, ok := l.durableReplicaHW(); ok {
+			hws[l.tp] = hw
+		}
+	}
+	if err := vfs.WriteFileAtomic(m.fs, filepath.Join(m.dir, replicationCheckpointFile), marshalOffsets(hws)); err != nil {
 		return err
 	}
 	return m.writeStartsLocked()

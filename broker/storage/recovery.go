@@ -42,12 +42,13 @@ type recoveryInfo struct {
 	clean         bool  // the broker shut down cleanly: trust everything
 	recoveryPoint int64 // offsets below were durable and checkpointed
 	logStart      int64
+	highWatermark int64 // the replicated high watermark last checkpointed (0: none)
 }
 
 // openLog opens an existing partition directory, scanning and truncating
 // only the tail after the recovery point.
 func (m *Manager) openLog(tp TopicPartition, dir string, cfg Config, ri recoveryInfo) (*Log, error) {
-	l := &Log{tp: tp, dir: dir, fs: m.fs, m: m, cfg: cfg, producers: newProducerState(), syncDone: make(chan struct{})}
+	l := &Log{tp: tp, dir: dir, fs: m.fs, m: m, cfg: cfg, producers: newProducerState(), syncDone: make(chan struct{}), savedHW: ri.highWatermark}
 	if b, err := vfs.ReadFile(m.fs, filepath.Join(dir, partitionMetadataFile)); err == nil {
 		if id, err := parsePartitionMetadata(b); err == nil {
 			l.topicID = id

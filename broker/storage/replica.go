@@ -18,7 +18,9 @@ func (l *Log) SetReplicaHighWatermark(hw int64) {
 	l.mu.Lock()
 	before := l.hw()
 	if !l.replicated {
-		l.replicated, l.replHW = true, l.start
+		// After a restart the checkpointed watermark holds: what was
+		// committed stays readable before the replicas report again.
+		l.replicated, l.replHW = true, max(l.start, min(l.savedHW, l.end))
 	}
 	l.replHW = max(l.replHW, min(hw, l.end))
 	after := l.hw()
@@ -26,6 +28,17 @@ func (l *Log) SetReplicaHighWatermark(hw int64) {
 	if after > before {
 		l.m.advance(l.tp, after)
 	}
+}
+
+// durableReplicaHW is the high watermark to checkpoint for a replicated
+// log: never above what is durable here.
+func (l *Log) durableReplicaHW() (int64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.replicated {
+		return 0, false
+	}
+	return min(l.replHW, l.synced), true
 }
 
 // Replicated reports whether SetReplicaHighWatermark governs the high watermark.

@@ -245,3 +245,42 @@ func (l *Log) syncingNow() bool {
 	defer l.mu.Unlock()
 	return l.syncing
 }
+
+// TestReplicatedHighWatermarkSurvivesRestart: a replicated log's high
+// watermark is checkpointed (replication-offset-checkpoint, never above
+// what is durable) and is where it starts again after a restart, so
+// committed records stay readable before the replicas report.
+func TestReplicatedHighWatermarkSurvivesRestart(t *testing.T) {
+	e := newEnv(vfs.NewMem(), "/d", DefaultConfig())
+	m := e.open(t)
+	l, err := m.Create(tp0, [16]byte{3}, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		mustAppend(t, l, batch(t, fmt.Sprint(i)))
+	}
+	l.SetReplicaHighWatermark(6)
+	if l.HighWatermark() != 6 {
+		t.Fatalf("hw %d, want 6", l.HighWatermark())
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m = e.open(t)
+	defer m.Close()
+	l = m.Get(tp0)
+	if l.Replicated() {
+		t.Fatal("reopened replicated before anyone said so")
+	}
+	l.SetReplicaHighWatermark(0)
+	if l.HighWatermark() != 6 {
+		t.Fatalf("after a restart: hw %d, want the checkpointed 6", l.HighWatermark())
+	}
+	if err := l.TruncateTo(4); err != nil {
+		t.Fatal(err)
+	}
+	if l.HighWatermark() != 4 {
+		t.Fatalf("after truncating to 4: hw %d", l.HighWatermark())
+	}
+}
