@@ -33,7 +33,12 @@ type netns struct {
 // network-fault tests must not skip silently where they cannot run.
 func newNetns(t *testing.T, n int) *netns {
 	t.Helper()
+	// A subnet no bridge here uses (a run killed before its cleanup may
+	// have left one behind).
 	id := rand.IntN(200) + 20
+	for tries := 0; exec.Command("ip", "link", "show", fmt.Sprintf("tcbr%d", id)).Run() == nil && tries < 100; tries++ {
+		id = rand.IntN(200) + 20
+	}
 	ns := &netns{t: t, prefix: fmt.Sprintf("10.231.%d.", id), bridge: fmt.Sprintf("tcbr%d", id)}
 	run := func(args ...string) {
 		t.Helper()
