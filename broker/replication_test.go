@@ -14,7 +14,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tiercel/tiercel/internal/brokertest"
-	"github.com/tiercel/tiercel/internal/recordbatch"
 )
 
 // createReplicated creates topic with rf replicas per partition through
@@ -138,24 +137,9 @@ func TestMinInsyncReplicas(t *testing.T) {
 		addrs = append(addrs, br.Addr())
 	}
 	// One partition led by broker 1, followed by 2 and 3.
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "one", -1, -1
-	a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
-	a.Partition, a.Replicas = 0, []int32{1, 2, 3}
-	rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
-	for _, c := range []struct{ k, v string }{{"min.insync.replicas", "2"}, {"remote.storage.enable", "false"}} {
-		cc := kmsg.NewCreateTopicsRequestTopicConfig()
-		cc.Name, cc.Value = c.k, kmsg.StringPtr(c.v)
-		rt.Configs = append(rt.Configs, cc)
-	}
-	req.Topics = append(req.Topics, rt)
-	raw, err := client(t, addrs[0]).Request(ctx(t), req)
-	if err != nil {
+	if err := brokertest.CreateTopicWithReplicas(ctx(t), client(t, addrs[0]), "one", [][]int32{{1, 2, 3}},
+		map[string]string{"min.insync.replicas": "2", "remote.storage.enable": "false"}); err != nil {
 		t.Fatal(err)
-	}
-	if code := raw.(*kmsg.CreateTopicsResponse).Topics[0].ErrorCode; code != 0 {
-		t.Fatalf("create with an assignment: %v", kerr.ErrorForCode(code))
 	}
 	for _, a := range addrs {
 		brokertest.WaitFor(t, "every broker to know the topic", func() bool { return partitionsOf(t, a, "one") != nil })
@@ -172,27 +156,12 @@ func TestMinInsyncReplicas(t *testing.T) {
 		return len(ps) == 1 && fmt.Sprint(ps[0].ISR) == "[1]"
 	})
 	produce := func(acks int16) int16 {
-		req := kmsg.NewPtrProduceRequest()
-		req.Acks, req.TimeoutMillis = acks, 5000
-		rt := kmsg.NewProduceRequestTopic()
-		rt.Topic = "one"
-		rp := kmsg.NewProduceRequestTopicPartition()
-		b, err := recordbatch.Build([]recordbatch.Record{{Value: []byte("x")}}, recordbatch.BuildOptions{ProducerID: -1})
+		t.Helper()
+		code, err := brokertest.ProduceOne(ctx(t), addrs[0], "one", acks)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rp.Records = b
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
-		acksOpt := kgo.RequiredAcks(kgo.AllISRAcks())
-		if acks == 1 {
-			acksOpt = kgo.RequiredAcks(kgo.LeaderAck())
-		}
-		raw, err := client(t, addrs[0], acksOpt, kgo.DisableIdempotentWrite()).SeedBrokers()[0].Request(ctx(t), req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return raw.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
+		return code
 	}
 	if code := produce(-1); code != kerr.NotEnoughReplicas.Code {
 		t.Fatalf("acks=all with an ISR of one: %v, want NOT_ENOUGH_REPLICAS", kerr.ErrorForCode(code))
@@ -232,16 +201,8 @@ func (f *fetchBytes) OnBrokerRead(meta kgo.BrokerMetadata, key int16, n int, _, 
 func TestFollowerReads(t *testing.T) {
 	brokers := startCluster(t, 3) // racks zone-1, zone-2, zone-3
 	addr := brokers[0].Addr()
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "near", -1, -1
-	a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
-	a.Replicas = []int32{1, 2, 3}
-	rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(ctx(t), client(t, addr))
-	if err != nil || resp.Topics[0].ErrorCode != 0 {
-		t.Fatalf("create: %v %+v", err, resp)
+	if err := brokertest.CreateTopicWithReplicas(ctx(t), client(t, addr), "near", [][]int32{{1, 2, 3}}, nil); err != nil {
+		t.Fatal(err)
 	}
 	for _, br := range brokers {
 		brokertest.WaitFor(t, "every broker to know the topic", func() bool { return partitionsOf(t, br.Addr(), "near") != nil })

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kmsg"
-
 	"github.com/tiercel/tiercel/internal/brokertest"
 	"github.com/tiercel/tiercel/internal/testservers"
 	"github.com/tiercel/tiercel/objstore/mem"
@@ -196,19 +194,8 @@ func TestClusterStatusReplication(t *testing.T) {
 	_, cl := newAdmin(t, brokers[0].Addr())
 	defer cl.Close()
 	// Led by broker 1 (it stays up), followed by 2 and 3.
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "rc", -1, -1
-	a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
-	a.Replicas = []int32{1, 2, 3}
-	rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
-	c := kmsg.NewCreateTopicsRequestTopicConfig()
-	c.Name, c.Value = "min.insync.replicas", kmsg.StringPtr("2")
-	rt.Configs = append(rt.Configs, c)
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(context.Background(), cl)
-	if err != nil || resp.Topics[0].ErrorCode != 0 {
-		t.Fatalf("create: %v %+v", err, resp)
+	if err := brokertest.CreateTopicWithReplicas(context.Background(), cl, "rc", [][]int32{{1, 2, 3}}, map[string]string{"min.insync.replicas": "2"}); err != nil {
+		t.Fatal(err)
 	}
 	for _, b := range brokers {
 		brokertest.WaitFor(t, "the topic in sync on three, on every broker", func() bool {

@@ -11,11 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tiercel/tiercel/internal/brokertest"
-	"github.com/tiercel/tiercel/internal/recordbatch"
 	"github.com/tiercel/tiercel/internal/testservers"
 )
 
@@ -217,18 +214,8 @@ func TestNotEnoughReplicasAfterAppend(t *testing.T) {
 	addr := procs[0].Addr()
 	_, cl := newAdmin(t, addr)
 	defer cl.Close()
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "strict", -1, -1
-	a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
-	a.Replicas = []int32{1, 2, 3}
-	rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
-	c := kmsg.NewCreateTopicsRequestTopicConfig()
-	c.Name, c.Value = "min.insync.replicas", kmsg.StringPtr("3")
-	rt.Configs = append(rt.Configs, c)
-	req.Topics = append(req.Topics, rt)
-	if resp, err := req.RequestWith(context.Background(), cl); err != nil || resp.Topics[0].ErrorCode != 0 {
-		t.Fatalf("create: %v %+v", err, resp)
+	if err := brokertest.CreateTopicWithReplicas(context.Background(), cl, "strict", [][]int32{{1, 2, 3}}, map[string]string{"min.insync.replicas": "3"}); err != nil {
+		t.Fatal(err)
 	}
 	brokertest.WaitFor(t, "the topic in sync on three", func() bool {
 		ps := partitionsOf(t, addr, "strict")
@@ -236,28 +223,11 @@ func TestNotEnoughReplicasAfterAppend(t *testing.T) {
 	})
 	produce := func() int16 {
 		t.Helper()
-		req := kmsg.NewPtrProduceRequest()
-		req.Acks, req.TimeoutMillis = -1, 30000
-		rt := kmsg.NewProduceRequestTopic()
-		rt.Topic = "strict"
-		rp := kmsg.NewProduceRequestTopicPartition()
-		b, err := recordbatch.Build([]recordbatch.Record{{Value: []byte("x")}}, recordbatch.BuildOptions{ProducerID: -1})
+		code, err := brokertest.ProduceOne(context.Background(), addr, "strict", -1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rp.Records = b
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
-		pc, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DisableIdempotentWrite())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.Close()
-		raw, err := pc.SeedBrokers()[0].Request(context.Background(), req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return raw.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
+		return code
 	}
 	if code := produce(); code != 0 {
 		t.Fatalf("acks=all with three in sync: %v", kerr.ErrorForCode(code))
