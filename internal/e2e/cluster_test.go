@@ -20,22 +20,32 @@ import (
 	"github.com/tiercel/tiercel/tiering"
 )
 
-// gossipAddr reserves a loopback port for a broker's gossip (memberlist
-// uses it for TCP and UDP).
-func gossipAddr(t *testing.T) string {
+// reserveAddrs picks n distinct loopback addresses free for TCP and UDP
+// (gossip needs both), holding each until all are picked: addresses picked
+// one at a time and released at once can come back twice (a broker's
+// Kafka port handed out again as another's gossip port).
+func reserveAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	for {
+	var held []net.Listener
+	defer func() {
+		for _, ln := range held {
+			ln.Close()
+		}
+	}()
+	var out []string
+	for len(out) < n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
+		held = append(held, ln)
 		addr := ln.Addr().String()
-		ln.Close()
 		if pc, err := net.ListenPacket("udp", addr); err == nil {
 			pc.Close()
-			return addr
+			out = append(out, addr)
 		}
 	}
+	return out
 }
 
 // s3Bucket creates bucket on srv and returns it with the URL a broker
@@ -60,10 +70,8 @@ func s3Bucket(t *testing.T, srv testservers.S3, bucket string) (*s3store.Bucket,
 func s3Cluster(t *testing.T, srv testservers.S3, bucket string, n int, sets ...string) ([]*brokertest.Process, *s3store.Bucket) {
 	t.Helper()
 	b, url := s3Bucket(t, srv, bucket)
-	gossip := make([]string, n)
-	for i := range gossip {
-		gossip[i] = gossipAddr(t)
-	}
+	addrs := reserveAddrs(t, 2*n)
+	gossip, kafka := addrs[:n], addrs[n:]
 	var procs []*brokertest.Process
 	for i := range n {
 		s := append([]string{
@@ -81,7 +89,7 @@ func s3Cluster(t *testing.T, srv testservers.S3, bucket string, n int, sets ...s
 			}
 		}
 		s = append(s, "tiercel.gossip.seeds="+joinComma(seeds))
-		procs = append(procs, brokertest.StartProcess(t, t.TempDir(), s...))
+		procs = append(procs, brokertest.StartProcessUnder(t, nil, kafka[i], t.TempDir(), s...))
 	}
 	for _, p := range procs {
 		waitBrokers(t, p.Addr(), n)
