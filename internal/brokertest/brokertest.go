@@ -197,15 +197,6 @@ func StartProcessUnder(t testing.TB, wrap []string, addr, dataDir string, sets .
 	return p
 }
 
-func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func (p *Process) start() {
 	p.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math/rand"
-	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,34 +18,6 @@ import (
 	s3store "github.com/tiercel/tiercel/objstore/s3"
 	"github.com/tiercel/tiercel/tiering"
 )
-
-// reserveAddrs picks n distinct loopback addresses free for TCP and UDP
-// (gossip needs both), holding each until all are picked: addresses picked
-// one at a time and released at once can come back twice (a broker's
-// Kafka port handed out again as another's gossip port).
-func reserveAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	var held []net.Listener
-	defer func() {
-		for _, ln := range held {
-			ln.Close()
-		}
-	}()
-	var out []string
-	for len(out) < n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, ln)
-		addr := ln.Addr().String()
-		if pc, err := net.ListenPacket("udp", addr); err == nil {
-			pc.Close()
-			out = append(out, addr)
-		}
-	}
-	return out
-}
 
 // s3Bucket creates bucket on srv and returns it with the URL a broker
 // process opens it by (its credentials set in the environment).
@@ -70,7 +41,7 @@ func s3Bucket(t *testing.T, srv testservers.S3, bucket string) (*s3store.Bucket,
 func s3Cluster(t *testing.T, srv testservers.S3, bucket string, n int, sets ...string) ([]*brokertest.Process, *s3store.Bucket) {
 	t.Helper()
 	b, url := s3Bucket(t, srv, bucket)
-	addrs := reserveAddrs(t, 2*n)
+	addrs := brokertest.FreeAddrs(t, 2*n)
 	gossip, kafka := addrs[:n], addrs[n:]
 	var procs []*brokertest.Process
 	for i := range n {
