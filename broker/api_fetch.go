@@ -123,33 +123,14 @@ func (b *Broker) fetchInto(ctx context.Context, req *kmsg.FetchRequest, resp *km
 	for _, p := range parts {
 		tps = append(tps, storage.TopicPartition{Topic: p.topic, Partition: p.part})
 	}
-	var wake chan struct{}
-	var unregister func()
-	defer func() {
-		if unregister != nil {
-			unregister()
-		}
-	}()
-	for {
-		results, total, hasError := b.readParts(ctx, parts, maxTotal, from, req.Version >= 11)
-		if total >= int(req.MinBytes) || hasError || !time.Now().Before(deadline) || ctx.Err() != nil || b.draining.Load() {
-			b.buildFetchResponse(resp, parts, results, incremental, byID)
-			return
-		}
-		if wake == nil {
-			// Register, then read once more, so an append between the read
-			// and the registration is not missed.
-			wake, unregister = b.waiters.register(tps)
-			continue
-		}
-		timer := time.NewTimer(time.Until(deadline))
-		select {
-		case <-wake:
-		case <-timer.C:
-		case <-ctx.Done():
-		}
-		timer.Stop()
-	}
+	var results []partResult
+	b.waiters.await(ctx, tps, deadline, func() bool {
+		var total int
+		var hasError bool
+		results, total, hasError = b.readParts(ctx, parts, maxTotal, from, req.Version >= 11)
+		return total >= int(req.MinBytes) || hasError || !time.Now().Before(deadline) || ctx.Err() != nil || b.draining.Load()
+	})
+	b.buildFetchResponse(resp, parts, results, incremental, byID)
 }
 
 type partResult struct {

@@ -199,34 +199,23 @@ func (b *Broker) proposeISRs() {
 // waitReplicated returns once the high watermark of l reaches end (every
 // in-sync replica holds the records, durably by the flush policy), or ctx ends.
 func (b *Broker) waitReplicated(ctx context.Context, l *storage.Log, end int64) error {
-	tp := l.TopicPartition()
-	var wake chan struct{}
-	var unregister func()
-	defer func() {
-		if unregister != nil {
-			unregister()
+	var err error
+	b.waiters.await(ctx, []storage.TopicPartition{l.TopicPartition()}, time.Time{}, func() bool {
+		switch {
+		case l.HighWatermark() >= end:
+			err = nil
+		case l.EndOffset() < end:
+			err = storage.ErrClosed // truncated: this broker lost the leadership
+		case b.draining.Load():
+			err = context.Canceled
+		case ctx.Err() != nil:
+			err = ctx.Err()
+		default:
+			return false
 		}
-	}()
-	for {
-		if l.HighWatermark() >= end {
-			return nil
-		}
-		if l.EndOffset() < end {
-			return storage.ErrClosed // truncated: this broker lost the leadership
-		}
-		if wake == nil {
-			wake, unregister = b.waiters.register([]storage.TopicPartition{tp})
-			continue
-		}
-		select {
-		case <-wake:
-			if b.draining.Load() {
-				return context.Canceled
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+		return true
+	})
+	return err
 }
 
 // replicatedHandoff is the leader change that moves a replicated partition

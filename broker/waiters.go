@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"context"
 	"sync"
+	"time"
 
 	"github.com/tiercel/tiercel/broker/storage"
 )
@@ -74,6 +76,41 @@ func (w *waiters) closeAll() {
 			case ch <- struct{}{}:
 			default:
 			}
+		}
+	}
+}
+
+// await calls done until it reports true, sleeping in between until one of
+// tps advances, deadline passes (zero: no deadline) or ctx ends. It
+// registers after the first call and calls done again at once, so an
+// advance between a call and the registration is not missed; done itself
+// decides when a passed deadline or an ended ctx is enough.
+func (w *waiters) await(ctx context.Context, tps []storage.TopicPartition, deadline time.Time, done func() bool) {
+	var wake chan struct{}
+	var unregister func()
+	defer func() {
+		if unregister != nil {
+			unregister()
+		}
+	}()
+	for !done() {
+		if wake == nil {
+			wake, unregister = w.register(tps)
+			continue
+		}
+		var timer *time.Timer
+		var timeout <-chan time.Time
+		if !deadline.IsZero() {
+			timer = time.NewTimer(time.Until(deadline))
+			timeout = timer.C
+		}
+		select {
+		case <-wake:
+		case <-timeout:
+		case <-ctx.Done():
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 	}
 }
