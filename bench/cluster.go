@@ -62,11 +62,12 @@ func (br *clusterBroker) start(ctx context.Context, binary string) error {
 	return err
 }
 
-// newBenchCluster starts versitygw under dir with a bucket, and describes
-// n brokers (ids 1..n, racks zone-0.., gossiping with each other, extra
-// settings added) on data directories of their own; none is started. stop
-// kills the brokers still running and versitygw.
-func newBenchCluster(ctx context.Context, versitygw, dir, bucket string, n int, extra ...string) ([]*clusterBroker, func(), error) {
+// newBenchCluster starts versitygw under dir with a bucket, and n broker
+// processes of binary (ids 1..n, racks zone-0.., gossiping with each other,
+// extra settings added) on data directories of their own. stop kills the
+// brokers still running and versitygw; it is returned with a start error
+// too, for the brokers that did start.
+func newBenchCluster(ctx context.Context, binary, versitygw, dir, bucket string, n int, extra ...string) ([]*clusterBroker, func(), error) {
 	endpoint, stopGW, err := startVersityGW(ctx, versitygw, dir)
 	if err != nil {
 		return nil, nil, err
@@ -109,6 +110,11 @@ func newBenchCluster(ctx context.Context, versitygw, dir, bucket string, n int, 
 		}
 		stopGW()
 	}
+	for _, br := range brokers {
+		if err := br.start(ctx, binary); err != nil {
+			return nil, stop, err
+		}
+	}
 	return brokers, stop, nil
 }
 
@@ -118,17 +124,14 @@ func newBenchCluster(ctx context.Context, versitygw, dir, bucket string, n int, 
 func RunCluster(ctx context.Context, binary, versitygw, dir string, idleParts int, logf func(string, ...any)) (ClusterReport, error) {
 	const ttlMs = 12000 // the default tiercel.lease.ttl.ms
 	rep := ClusterReport{LeaseTTLMs: ttlMs, IdlePartitions: idleParts}
-	brokers, stop, err := newBenchCluster(ctx, versitygw, dir, "cluster", 3, "unclean.leader.election.enable=true")
+	brokers, stop, err := newBenchCluster(ctx, binary, versitygw, dir, "cluster", 3, "unclean.leader.election.enable=true")
+	if stop != nil {
+		defer stop()
+	}
 	if err != nil {
 		return rep, err
 	}
-	defer stop()
 	startOne := func(br *clusterBroker) error { return br.start(ctx, binary) }
-	for _, br := range brokers {
-		if err := startOne(br); err != nil {
-			return rep, err
-		}
-	}
 	ask := func(br *clusterBroker, topic string) (*kmsg.MetadataResponse, error) {
 		return askBroker(ctx, br, topic)
 	}

@@ -48,16 +48,12 @@ func (r ReplicationReport) Summary() string {
 func RunReplication(ctx context.Context, binary, versitygw, dir string, d time.Duration, sets []string, logf func(string, ...any)) (ReplicationReport, error) {
 	const ttlMs = 12000 // the default tiercel.lease.ttl.ms
 	rep := ReplicationReport{LeaseTTLMs: ttlMs, FixedRateMBps: 20}
-	brokers, stop, err := newBenchCluster(ctx, versitygw, dir, "replication", 3, sets...)
+	brokers, stop, err := newBenchCluster(ctx, binary, versitygw, dir, "replication", 3, sets...)
+	if stop != nil {
+		defer stop()
+	}
 	if err != nil {
 		return rep, err
-	}
-	defer stop()
-	startOne := func(br *clusterBroker) error { return br.start(ctx, binary) }
-	for _, br := range brokers {
-		if err := startOne(br); err != nil {
-			return rep, err
-		}
 	}
 	seeds := []string{brokers[0].kafka, brokers[1].kafka}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
@@ -204,7 +200,7 @@ func RunReplication(ctx context.Context, binary, versitygw, dir string, d time.D
 		return rep, err
 	}
 	began := time.Now()
-	if err := startOne(brokers[2]); err != nil {
+	if err := brokers[2].start(ctx, binary); err != nil {
 		return rep, err
 	}
 	if err := waitFor("broker 3 back in the ISR of rf3", 10*time.Minute, inSync("rf3", 3)); err != nil {
