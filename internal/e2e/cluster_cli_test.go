@@ -14,14 +14,16 @@ import (
 	"github.com/tiercel/tiercel/objstore/mem"
 )
 
-// TestClusterCLI: `tiercel cluster brokers|status|reassign|drain|
-// elect-leaders` against three brokers, with the numbers checked against
-// the cluster's own metadata, and bad input answered with a readable error.
-func TestClusterCLI(t *testing.T) {
-	bucket := mem.New("cli-cluster")
+// memCluster starts three in-process brokers (ids 1..3, racks r1..r3) on
+// an in-memory bucket, gossiping through the first, with extra settings,
+// and waits until each lists all three.
+func memCluster(t *testing.T, bucketName string, extra ...string) []*brokertest.Broker {
+	t.Helper()
+	bucket := mem.New(bucketName)
 	var brokers []*brokertest.Broker
 	for i := 1; i <= 3; i++ {
-		sets := []string{fmt.Sprintf("node.id=%d", i), "tiercel.gossip.listener=127.0.0.1:0", "tiercel.gossip.local=true", "tiercel.metadata.poll.ms=100", fmt.Sprintf("broker.rack=r%d", i)}
+		sets := append([]string{fmt.Sprintf("node.id=%d", i), "tiercel.gossip.listener=127.0.0.1:0", "tiercel.gossip.local=true",
+			"tiercel.metadata.poll.ms=100", fmt.Sprintf("broker.rack=r%d", i)}, extra...)
 		if i > 1 {
 			sets = append(sets, "tiercel.gossip.seeds="+brokers[0].GossipAddr())
 		}
@@ -30,6 +32,14 @@ func TestClusterCLI(t *testing.T) {
 	for _, b := range brokers {
 		waitBrokers(t, b.Addr(), 3)
 	}
+	return brokers
+}
+
+// TestClusterCLI: `tiercel cluster brokers|status|reassign|drain|
+// elect-leaders` against three brokers, with the numbers checked against
+// the cluster's own metadata, and bad input answered with a readable error.
+func TestClusterCLI(t *testing.T) {
+	brokers := memCluster(t, "cli-cluster")
 	bin := brokertest.Binary(t)
 	tiercel := func(args ...string) (string, error) {
 		out, err := exec.Command(bin, append([]string{"--bootstrap-server", brokers[0].Addr()}, args...)...).CombinedOutput()
@@ -165,19 +175,7 @@ func TestServeBadObjectStore(t *testing.T) {
 // partitions that are under-replicated, at min.insync.replicas and under
 // it, as brokers of a replication-factor-3 topic stop.
 func TestClusterStatusReplication(t *testing.T) {
-	bucket := mem.New("cli-replication")
-	var brokers []*brokertest.Broker
-	for i := 1; i <= 3; i++ {
-		sets := []string{fmt.Sprintf("node.id=%d", i), "tiercel.gossip.listener=127.0.0.1:0", "tiercel.gossip.local=true", "tiercel.metadata.poll.ms=100",
-			fmt.Sprintf("broker.rack=r%d", i), "replica.lag.time.max.ms=1000", "tiercel.replica.isr.check.ms=100"}
-		if i > 1 {
-			sets = append(sets, "tiercel.gossip.seeds="+brokers[0].GossipAddr())
-		}
-		brokers = append(brokers, brokertest.StartWithBucket(t, t.TempDir(), bucket, sets...))
-	}
-	for _, b := range brokers {
-		waitBrokers(t, b.Addr(), 3)
-	}
+	brokers := memCluster(t, "cli-replication", "replica.lag.time.max.ms=1000", "tiercel.replica.isr.check.ms=100")
 	bin := brokertest.Binary(t)
 	status := func() (st struct {
 		UnderReplicated []string `json:"under_replicated"`
