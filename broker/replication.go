@@ -293,8 +293,8 @@ func (b *Broker) leaveISRs(ctx context.Context) {
 // for the metrics (telemetry.ReplicationStats).
 func (b *Broker) replicationStats() telemetry.ReplicationStats {
 	var st telemetry.ReplicationStats
-	live := b.liveBrokerIDs()
-	reportOffline := b.lowestLive() == b.nodeID
+	lbs := b.liveBrokers()
+	live, reportOffline := idsOf(lbs), lbs[0].id == b.nodeID
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	for _, t := range b.topics {

@@ -83,8 +83,7 @@ func (b *Broker) watchLeases(stop <-chan struct{}) {
 
 // orphans lists, by broker, the partitions of tiered topics whose leader
 // gossip does not know as live (only the lease decides when they move).
-func (b *Broker) orphans() map[int32][]metalog.SetLeader {
-	live := b.liveBrokerIDs()
+func (b *Broker) orphans(live map[int32]bool) map[int32][]metalog.SetLeader {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	unclean := b.cfg.Bool("unclean.leader.election.enable")
@@ -115,14 +114,14 @@ func (b *Broker) takeOverOrphans() {
 	b.noteLiveIncarnations()
 	// Cheap checks first: this runs every second on every broker, and
 	// orphans walks every partition.
-	if b.lowestLive() != b.nodeID {
+	live := b.liveBrokers()
+	if live[0].id != b.nodeID {
 		return
 	}
-	orphans := b.orphans()
+	orphans := b.orphans(idsOf(live))
 	if len(orphans) == 0 {
 		return
 	}
-	live := b.liveBrokers()
 	ctx, cancel := context.WithTimeout(context.Background(), b.lease.cfg.TTL)
 	defer cancel()
 	lw := &b.leaseWatch
