@@ -3,7 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -72,16 +72,15 @@ func (b *Broker) handleAlterPartitionAssignments(req *kmsg.AlterPartitionAssignm
 			case t == nil || rp.Partition < 0 || rp.Partition >= t.meta.Partitions:
 				m.code = kerr.UnknownTopicOrPartition.Code
 			case rp.Replicas == nil:
-				if _, ok := t.meta.Moves[rp.Partition]; !ok {
+				if r, ok := t.meta.Reassigning[rp.Partition]; ok {
+					m.op = reassignOp(t.meta, rp.Partition, r.Original)
+				} else if _, ok := t.meta.Moves[rp.Partition]; !ok {
 					m.code = kerr.NoReassignmentInProgress.Code
 				} else {
 					m.op = &metalog.Op{CancelMove: &metalog.CancelMove{Topic: t.meta.Name, ID: t.meta.ID, Partition: rp.Partition}}
 				}
 			case t.meta.replicated():
-				// Changing a replicated partition's replicas (copy, catch
-				// up, switch, drop) is not built yet; its leadership moves
-				// with ElectLeaders or a broker's shutdown.
-				m.code, m.msg = kerr.InvalidReplicaAssignment.Code, "reassigning the replicas of a replicated partition is not supported yet"
+				m.code, m.msg, m.op = b.checkReplicaTarget(t.meta, rp.Partition, rp.Replicas, live)
 			case len(rp.Replicas) != 1:
 				m.code, m.msg = kerr.InvalidReplicaAssignment.Code, fmt.Sprintf("%d replicas for a partition of a topic with one replica per partition", len(rp.Replicas))
 			case !live[rp.Replicas[0]]:
@@ -117,6 +116,39 @@ func (b *Broker) handleAlterPartitionAssignments(req *kmsg.AlterPartitionAssignm
 	return resp
 }
 
+// checkReplicaTarget checks a replicated partition's requested replicas
+// and returns the op that starts (or, back to the original replicas,
+// cancels) the reassignment: the replicas must be live brokers, each once.
+func (b *Broker) checkReplicaTarget(m *topicMeta, p int32, target []int32, live map[int32]bool) (int16, string, *metalog.Op) {
+	switch {
+	case len(target) == 0:
+		return kerr.InvalidReplicaAssignment.Code, "no replicas", nil
+	case len(target) != len(slices.Compact(slices.Sorted(slices.Values(target)))):
+		return kerr.InvalidReplicaAssignment.Code, fmt.Sprintf("replicas %v name a broker twice", target), nil
+	}
+	for _, r := range target {
+		if !live[r] {
+			return kerr.InvalidReplicaAssignment.Code, fmt.Sprintf("broker %d is not live", r), nil
+		}
+	}
+	if _, ok := m.Reassigning[p]; !ok && slices.Equal(m.Replicas[p], target) {
+		return 0, "", nil // already there
+	}
+	orig := m.Replicas[p]
+	if r, ok := m.Reassigning[p]; ok {
+		orig = r.Original
+	}
+	if leader := m.Leaders[p].Broker; leader >= 0 && !slices.Contains(target, leader) && !slices.Contains(orig, leader) {
+		// Replicas end up as target ∪ original: the leader must stay one.
+		return kerr.InvalidReplicaAssignment.Code, fmt.Sprintf("the partition is led by broker %d, added by the reassignment in progress: include it, or wait for that reassignment to finish", leader), nil
+	}
+	return 0, "", reassignOp(m, p, target)
+}
+
+func reassignOp(m *topicMeta, p int32, target []int32) *metalog.Op {
+	return &metalog.Op{ReassignReplicas: &metalog.ReassignReplicas{Topic: m.Name, ID: m.ID, Partition: p, ExpectReplicas: slices.Clone(m.Replicas[p]), Target: slices.Clone(target)}}
+}
+
 func (b *Broker) handleListPartitionReassignments(req *kmsg.ListPartitionReassignmentsRequest) kmsg.Response {
 	resp := kmsg.NewPtrListPartitionReassignmentsResponse()
 	names := b.topicNames()
@@ -144,9 +176,20 @@ func (b *Broker) handleListPartitionReassignments(req *kmsg.ListPartitionReassig
 				parts = append(parts, p)
 			}
 		}
-		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
-		for _, p := range parts {
+		for p := range t.meta.Reassigning {
+			if want[name] == nil || want[name][p] {
+				parts = append(parts, p)
+			}
+		}
+		slices.Sort(parts)
+		for _, p := range slices.Compact(parts) {
 			sp := kmsg.NewListPartitionReassignmentsResponseTopicPartition()
+			if r, ok := t.meta.Reassigning[p]; ok {
+				sp.Partition, sp.Replicas = p, slices.Clone(t.meta.Replicas[p])
+				sp.AddingReplicas, sp.RemovingReplicas = r.Adding(), r.Removing()
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			leader := t.meta.Leaders[p].Broker
 			sp.Partition, sp.Replicas = p, []int32{leader, t.meta.Moves[p]}
 			sp.AddingReplicas, sp.RemovingReplicas = []int32{t.meta.Moves[p]}, []int32{leader}

@@ -145,6 +145,7 @@ func (b *Broker) moveRequested(stop <-chan struct{}) {
 				moves = append(moves, partitionMove{t: t, p: p, to: to})
 			}
 		}
+		moves = append(moves, b.reassignmentHandovers(live)...)
 		b.logger.Debug("requested moves", "moves", len(moves))
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		b.handOffPartitions(ctx, moves)

@@ -25,6 +25,9 @@ type topicMeta struct {
 	Moves      map[int32]int32  // requested moves: partition -> target broker
 	Replicas   [][]int32        // by partition, for a replicated topic (nil: one replica, the leader)
 	ISR        [][]int32        // in-sync replicas by partition, for a replicated topic
+	// Reassigning are the replica reassignments in progress, by partition
+	// (replicated topics; Replicas holds target ∪ original meanwhile).
+	Reassigning map[int32]metalog.Reassignment
 }
 
 // replicated reports whether the topic has more than one replica per partition.
@@ -68,6 +71,12 @@ func newTopicMeta(t *metalog.Topic) *topicMeta {
 			m.Replicas = append(m.Replicas, slices.Clone(t.ReplicasOf(p)))
 			m.ISR = append(m.ISR, slices.Clone(t.ISROf(p)))
 		}
+	}
+	for p, r := range t.Reassigning {
+		if m.Reassigning == nil {
+			m.Reassigning = map[int32]metalog.Reassignment{}
+		}
+		m.Reassigning[p] = metalog.Reassignment{Target: slices.Clone(r.Target), Original: slices.Clone(r.Original)}
 	}
 	return m
 }
@@ -176,7 +185,7 @@ func (b *Broker) reconcileTopic(name string, mt *metalog.Topic, refs []*partitio
 	old := b.topics[name]
 	if old != nil && len(refs) == 0 && old.meta.Partitions == mt.Partitions() &&
 		maps.Equal(old.meta.Configs, mt.Configs) && slices.Equal(old.meta.Leaders, mt.Leaders) && maps.Equal(old.meta.Moves, mt.Moves) &&
-		equalLists(old.meta.Replicas, mt.Replicas) && equalLists(old.meta.ISR, mt.ISR) {
+		equalLists(old.meta.Replicas, mt.Replicas) && equalLists(old.meta.ISR, mt.ISR) && sameReassignments(old.meta.Reassigning, mt.Reassigning) {
 		return nil
 	}
 	m := newTopicMeta(mt)
@@ -195,6 +204,9 @@ func (b *Broker) reconcileTopic(name string, mt *metalog.Topic, refs []*partitio
 			t.logs[p] = nil
 			if b.tiered(m) {
 				b.tierer.Remove(m.ID, int32(p))
+			}
+			if m.replicated() && !slices.Contains(m.Replicas[p], b.nodeID) {
+				b.deleteCopy(m, int32(p), l) // handed over and reassigned away at once
 			}
 		}
 	}
@@ -270,6 +282,9 @@ func (b *Broker) reconcileFollowers(t *topic, old *topic) error {
 	var firstErr error
 	for p := range m.Partitions {
 		if !b.followedHere(m, p) {
+			if l := t.followers[p]; l != nil && !slices.Contains(m.Replicas[p], b.nodeID) {
+				b.deleteCopy(m, p, l)
+			}
 			t.followers[p] = nil // led here (the log moves to t.logs) or not a replica
 			continue
 		}
@@ -295,6 +310,23 @@ func (b *Broker) reconcileFollowers(t *topic, old *topic) error {
 		t.followers[p] = l
 	}
 	return firstErr
+}
+
+// deleteCopy deletes partition p's local log l once this broker is no
+// longer one of its replicas (reassigned away, or a cancelled addition),
+// as Kafka's StopReplica with delete does; the caller holds b.mu.
+func (b *Broker) deleteCopy(m *topicMeta, p int32, l *storage.Log) {
+	if err := b.mgr.Delete(l.TopicPartition()); err != nil {
+		b.logger.Warn("deleting the copy of a partition no longer a replica here", "topic", m.Name, "partition", p, "err", err)
+		return
+	}
+	b.logger.Info("deleted the copy of a partition this broker is no longer a replica of", "topic", m.Name, "partition", p)
+}
+
+func sameReassignments(a, b map[int32]metalog.Reassignment) bool {
+	return maps.EqualFunc(a, b, func(x, y metalog.Reassignment) bool {
+		return slices.Equal(x.Target, y.Target) && slices.Equal(x.Original, y.Original)
+	})
 }
 
 func equalLists(a, b [][]int32) bool {

@@ -42,6 +42,9 @@ type leaderRepl struct {
 	st      *replica.Leader
 	leader  metalog.Leader
 	metaISR []int32 // the ISR exactly as the metadata log holds it (SetISR expects it)
+	// replicas are the partition's replicas as the metadata log holds
+	// them (a reassignment changes them within an epoch).
+	replicas []int32
 }
 
 func (b *Broker) replNow() time.Duration { return time.Since(b.repl.epoch) }
@@ -71,6 +74,10 @@ func (b *Broker) leadReplicated(m *topicMeta, p int32, l *storage.Log) {
 			lr.metaISR = slices.Clone(isr)
 			lr.st.Committed(isr)
 		}
+		if !slices.Equal(lr.replicas, m.Replicas[p]) {
+			lr.replicas = slices.Clone(m.Replicas[p])
+			lr.st.SetReplicas(lr.replicas, b.replNow())
+		}
 		hw := lr.st.HighWatermark()
 		lr.mu.Unlock()
 		l.SetReplicaHighWatermark(hw)
@@ -82,7 +89,7 @@ func (b *Broker) leadReplicated(m *topicMeta, p int32, l *storage.Log) {
 	hw := l.HighWatermark()
 	st := replica.NewLeader(b.replConfig(m), b.nodeID, leader.Epoch, m.Replicas[p], isr, l.EndOffset(), hw, b.replNow())
 	st.Appended(l.EndOffset())
-	b.repl.leaders[key] = &leaderRepl{key: key, topicID: m.ID, log: l, st: st, leader: leader, metaISR: slices.Clone(isr)}
+	b.repl.leaders[key] = &leaderRepl{key: key, topicID: m.ID, log: l, st: st, leader: leader, metaISR: slices.Clone(isr), replicas: slices.Clone(m.Replicas[p])}
 	l.SetReplicaHighWatermark(st.HighWatermark())
 }
 
@@ -146,6 +153,7 @@ func (b *Broker) watchISR(stop <-chan struct{}) {
 	every := time.Duration(b.cfg.Int64("tiercel.replica.isr.check.ms")) * time.Millisecond
 	repeat(stop, nil, every, func() (time.Duration, bool) {
 		b.proposeISRs()
+		b.driveReassignments()
 		return every, true
 	})
 }

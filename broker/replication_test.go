@@ -1,14 +1,12 @@
 package broker_test
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -76,8 +74,7 @@ func replicatedTopic(t *testing.T, sets ...string) {
 			t.Fatalf("partition %d: replicas %v isr %v leader %d", p.Partition, p.Replicas, p.ISR, p.Leader)
 		}
 	}
-	// The partition count grows with three replicas per new partition;
-	// changing a replicated partition's replicas is refused (not built).
+	// The partition count grows with three replicas per new partition.
 	adm := admin(t, addrs[0])
 	if rs, err := adm.CreatePartitions(ctx(t), 1, "r"); err != nil || rs["r"].Err != nil {
 		t.Fatalf("create partitions: %v %v", err, rs["r"].Err)
@@ -86,11 +83,6 @@ func replicatedTopic(t *testing.T, sets ...string) {
 		ps := partitionsOf(t, addrs[0], "r")
 		return len(ps) == 4 && len(ps[3].Replicas) == 3 && len(ps[3].ISR) == 3
 	})
-	ra := kadm.AlterPartitionAssignmentsReq{}
-	ra.Assign("r", 0, []int32{1, 2})
-	if res, err := adm.AlterPartitionAssignments(ctx(t), ra); err != nil || !errors.Is(res["r"][0].Err, kerr.InvalidReplicaAssignment) {
-		t.Fatalf("reassigning a replicated partition: %v %+v", err, res)
-	}
 	p := client(t, addrs[0], kgo.DefaultProduceTopic("r"))
 	sent := sentLog{}
 	sent.produce(t, p, 0, 300)

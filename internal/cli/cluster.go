@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -104,9 +106,10 @@ type clusterStatus struct {
 }
 
 type reassignmentView struct {
-	Partition string `json:"partition"`
-	From      int32  `json:"from"`
-	To        int32  `json:"to"`
+	Partition string  `json:"partition"`
+	Replicas  []int32 `json:"replicas"`
+	Adding    []int32 `json:"adding"`
+	Removing  []int32 `json:"removing"`
 }
 
 func clusterStatusCmd(g *Globals) *cobra.Command {
@@ -166,9 +169,8 @@ func clusterStatusCmd(g *Globals) *cobra.Command {
 				}
 				for _, t := range lr.Topics {
 					for _, p := range t.Partitions {
-						if len(p.RemovingReplicas) == 1 && len(p.AddingReplicas) == 1 {
-							st.Moving = append(st.Moving, reassignmentView{Partition: fmt.Sprintf("%s-%d", t.Topic, p.Partition), From: p.RemovingReplicas[0], To: p.AddingReplicas[0]})
-						}
+						st.Moving = append(st.Moving, reassignmentView{Partition: fmt.Sprintf("%s-%d", t.Topic, p.Partition),
+							Replicas: p.Replicas, Adding: p.AddingReplicas, Removing: p.RemovingReplicas})
 					}
 				}
 				if g.Output == "json" {
@@ -198,7 +200,7 @@ func clusterStatusCmd(g *Globals) *cobra.Command {
 					fmt.Fprintf(w, "at min ISR: %s (one more replica lost refuses acks=all)\n", p)
 				}
 				for _, m := range st.Moving {
-					fmt.Fprintf(w, "moving: %s from broker %d to %d\n", m.Partition, m.From, m.To)
+					fmt.Fprintf(w, "moving: %s replicas %v (adding %v, removing %v)\n", m.Partition, m.Replicas, m.Adding, m.Removing)
 				}
 				return nil
 			})
@@ -242,11 +244,36 @@ func minInsyncReplicas(ctx context.Context, adm *kadm.Client, md *kmsg.MetadataR
 	return out, nil
 }
 
-// move is one partition to reassign.
+// move is one partition to reassign: to its new replicas (one broker, its
+// new leader, for a topic with one replica).
 type move struct {
 	topic     string
 	partition int32
-	to        int32
+	replicas  []int32
+}
+
+// moved reports whether md shows every move done: the partition's
+// replicas are the ones asked for, in that order.
+func moved(md *kmsg.MetadataResponse, moves []move) bool {
+	for _, m := range moves {
+		if fmt.Sprint(replicasOf(md, m.topic, m.partition)) != fmt.Sprint(m.replicas) {
+			return false
+		}
+	}
+	return true
+}
+
+func replicasOf(md *kmsg.MetadataResponse, topic string, partition int32) []int32 {
+	for _, t := range md.Topics {
+		if t.Topic != nil && *t.Topic == topic {
+			for _, p := range t.Partitions {
+				if p.Partition == partition {
+					return p.Replicas
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // reassign sends the moves and reports the first refusal.
@@ -263,7 +290,7 @@ func reassign(ctx context.Context, cl *kgo.Client, moves []move) error {
 			req.Topics = append(req.Topics, rt)
 		}
 		rp := kmsg.NewAlterPartitionAssignmentsRequestTopicPartition()
-		rp.Partition, rp.Replicas = m.partition, []int32{m.to}
+		rp.Partition, rp.Replicas = m.partition, m.replicas
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
 	}
 	resp, err := req.RequestWith(ctx, cl)
@@ -347,32 +374,45 @@ func epochOf(md *kmsg.MetadataResponse, topic string, partition int32) int32 {
 func clusterReassignCmd(g *Globals) *cobra.Command {
 	var wait time.Duration
 	cmd := &cobra.Command{
-		Use:   "reassign TOPIC PARTITION BROKER",
-		Short: "Move a partition's leadership to a broker (its leader uploads everything, then hands over)",
+		Use:   "reassign TOPIC PARTITION BROKER[,BROKER...]",
+		Short: "Move a partition: to new replicas (replicated topics: copy, catch up, switch, drop), or its leadership to a broker (one replica: its leader uploads everything, then hands over)",
 		Args:  cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err1 := strconv.ParseInt(args[1], 10, 32)
-			to, err2 := strconv.ParseInt(args[2], 10, 32)
-			if err1 != nil || err2 != nil {
+			p, err := strconv.ParseInt(args[1], 10, 32)
+			if err != nil {
 				return errors.New("reassign: PARTITION and BROKER are numbers")
 			}
-			m := move{topic: args[0], partition: int32(p), to: int32(to)}
+			m := move{topic: args[0], partition: int32(p)}
+			for _, f := range strings.Split(args[2], ",") {
+				id, err := strconv.ParseInt(strings.TrimSpace(f), 10, 32)
+				if err != nil {
+					return errors.New("reassign: PARTITION and BROKER are numbers (BROKER: a comma-separated list of broker ids for the new replicas)")
+				}
+				m.replicas = append(m.replicas, int32(id))
+			}
 			return g.withClient(cmd.Context(), requestTimeout+wait, func(ctx context.Context, cl *kgo.Client) error {
 				if err := reassign(ctx, cl, []move{m}); err != nil {
 					return g.explain("reassign", err)
 				}
 				if wait > 0 {
-					if err := waitLeaders(ctx, cl, func(md *kmsg.MetadataResponse) bool { return leaderOf(md, m.topic, m.partition) == m.to }); err != nil {
-						return fmt.Errorf("reassign %s-%d to broker %d: %w", m.topic, m.partition, m.to, err)
+					if err := waitLeaders(ctx, cl, func(md *kmsg.MetadataResponse) bool { return moved(md, []move{m}) }); err != nil {
+						return fmt.Errorf("reassign %s-%d to brokers %v: %w", m.topic, m.partition, m.replicas, err)
 					}
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s-%d: moving to broker %d%s\n", m.topic, m.partition, m.to, doneSuffix(wait))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s-%d: moving to %s%s\n", m.topic, m.partition, brokerList(m.replicas), doneSuffix(wait))
 				return nil
 			})
 		},
 	}
 	cmd.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for the move to finish")
 	return cmd
+}
+
+func brokerList(ids []int32) string {
+	if len(ids) == 1 {
+		return fmt.Sprintf("broker %d", ids[0])
+	}
+	return fmt.Sprintf("brokers %v", ids)
 }
 
 func doneSuffix(wait time.Duration) string {
@@ -415,13 +455,9 @@ func clusterDrainCmd(g *Globals) *cobra.Command {
 				case len(others) == 0:
 					return fmt.Errorf("drain: broker %d is the only live broker; there is nowhere to move its partitions", broker)
 				}
-				var moves []move
-				for _, t := range md.Topics {
-					for _, p := range t.Partitions {
-						if p.Leader == broker {
-							moves = append(moves, move{topic: *t.Topic, partition: p.Partition, to: others[len(moves)%len(others)]})
-						}
-					}
+				moves, err := drainMoves(md, broker, others)
+				if err != nil {
+					return fmt.Errorf("drain: %w", err)
 				}
 				if len(moves) > 0 {
 					if err := reassign(ctx, cl, moves); err != nil {
@@ -429,14 +465,7 @@ func clusterDrainCmd(g *Globals) *cobra.Command {
 					}
 				}
 				if wait > 0 {
-					err := waitLeaders(ctx, cl, func(md *kmsg.MetadataResponse) bool {
-						for _, m := range moves {
-							if leaderOf(md, m.topic, m.partition) == broker {
-								return false
-							}
-						}
-						return true
-					})
+					err := waitLeaders(ctx, cl, func(md *kmsg.MetadataResponse) bool { return moved(md, moves) })
 					if err != nil {
 						return fmt.Errorf("drain broker %d: %w", broker, err)
 					}
@@ -448,6 +477,42 @@ func clusterDrainCmd(g *Globals) *cobra.Command {
 	}
 	cmd.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for the moves to finish")
 	return cmd
+}
+
+// drainMoves takes broker out of every partition: a partition with one
+// replica led there moves its leadership to another broker; a replicated
+// one that has a replica there gets a live broker it has no replica on
+// instead (the brokers taking turns).
+func drainMoves(md *kmsg.MetadataResponse, broker int32, others []int32) ([]move, error) {
+	var moves []move
+	for _, t := range md.Topics {
+		for _, p := range t.Partitions {
+			if len(p.Replicas) < 2 {
+				if p.Leader == broker {
+					moves = append(moves, move{topic: *t.Topic, partition: p.Partition, replicas: []int32{others[len(moves)%len(others)]}})
+				}
+				continue
+			}
+			at := slices.Index(p.Replicas, broker)
+			if at < 0 {
+				continue
+			}
+			var spare []int32
+			for _, o := range others {
+				if !slices.Contains(p.Replicas, o) {
+					spare = append(spare, o)
+				}
+			}
+			if len(spare) == 0 {
+				return nil, fmt.Errorf("%s-%d has a replica on every other live broker, so broker %d cannot be drained of it; stopping broker %d hands its leadership to an in-sync replica",
+					*t.Topic, p.Partition, broker, broker)
+			}
+			rs := slices.Clone(p.Replicas)
+			rs[at] = spare[len(moves)%len(spare)]
+			moves = append(moves, move{topic: *t.Topic, partition: p.Partition, replicas: rs})
+		}
+	}
+	return moves, nil
 }
 
 func clusterElectCmd(g *Globals) *cobra.Command {

@@ -201,6 +201,40 @@ func TestClusterStatusReplication(t *testing.T) {
 			return len(ps) == 1 && len(ps[0].ISR) == 3
 		})
 	}
+	// The replicas move with `cluster reassign` (here down to two and back
+	// to three); `cluster drain` says why it cannot take a broker out of a
+	// partition on every live broker; bad lists are refused.
+	tiercel := func(args ...string) (string, error) {
+		out, err := exec.Command(bin, append([]string{"--bootstrap-server", brokers[0].Addr()}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	for _, to := range []string{"1,2", "1,2,3"} {
+		out, err := tiercel("cluster", "reassign", "rc", "0", to, "--wait", "20s")
+		if err != nil || !strings.Contains(out, "moving to brokers") || !strings.Contains(out, "done") {
+			t.Fatalf("reassign rc-0 to %s: %v\n%s", to, err, out)
+		}
+		if ps := partitionsOf(t, brokers[2].Addr(), "rc"); len(ps) != 1 || fmt.Sprint(ps[0].Replicas) != "["+strings.ReplaceAll(to, ",", " ")+"]" {
+			t.Fatalf("after reassigning rc-0 to %s: %+v", to, ps)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"cluster", "drain", "2"}, "has a replica on every other live broker"},
+		{[]string{"cluster", "reassign", "rc", "0", "1,x"}, "comma-separated list"},
+		{[]string{"cluster", "reassign", "rc", "0", "1,1"}, "twice"},
+		{[]string{"cluster", "reassign", "rc", "0", "1,7"}, "broker 7 is not live"},
+	} {
+		out, err := tiercel(c.args...)
+		if err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("tiercel %v: %v, want an error saying %q\n%s", c.args, err, c.want, out)
+		}
+	}
+	brokertest.WaitFor(t, "rc-0 in sync on three again", func() bool {
+		ps := partitionsOf(t, brokers[0].Addr(), "rc")
+		return len(ps) == 1 && len(ps[0].ISR) == 3
+	})
 	if st := status(); len(st.UnderReplicated)+len(st.AtMinISR)+len(st.UnderMinISR) != 0 {
 		t.Fatalf("all in sync, status says %+v", st)
 	}

@@ -41,6 +41,9 @@ type Topic struct {
 	// target broker. The current leader carries them out (roll, upload,
 	// SetLeader), which clears them.
 	Moves map[int32]int32 `json:"moves,omitempty"`
+	// Reassigning are the reassignments of replicated partitions in
+	// progress (reassign.go).
+	Reassigning map[int32]Reassignment `json:"reassigning,omitempty"`
 }
 
 // PreferredLeader is partition p's preferred leader (its current one for
@@ -102,19 +105,21 @@ func (t *Topic) ISROf(p int32) []int32 {
 
 // Op is one change; exactly one field is set.
 type Op struct {
-	InitCluster         *InitCluster         `json:"initCluster,omitempty"`
-	CreateTopic         *CreateTopic         `json:"createTopic,omitempty"`
-	DeleteTopic         *DeleteTopic         `json:"deleteTopic,omitempty"`
-	AddPartitions       *AddPartitions       `json:"addPartitions,omitempty"`
-	SetTopicConfigs     *SetTopicConfigs     `json:"setTopicConfigs,omitempty"`
-	SetBrokerConfigs    *SetBrokerConfigs    `json:"setBrokerConfigs,omitempty"`
-	AllocateProducerIDs *AllocateProducerIDs `json:"allocateProducerIds,omitempty"`
-	SetLeader           *SetLeader           `json:"setLeader,omitempty"`
-	RequestMove         *RequestMove         `json:"requestMove,omitempty"`
-	CancelMove          *CancelMove          `json:"cancelMove,omitempty"`
-	RegisterBroker      *RegisterBroker      `json:"registerBroker,omitempty"`
-	AllocateBrokerID    *AllocateBrokerID    `json:"allocateBrokerId,omitempty"`
-	SetISR              *SetISR              `json:"setIsr,omitempty"`
+	InitCluster          *InitCluster          `json:"initCluster,omitempty"`
+	CreateTopic          *CreateTopic          `json:"createTopic,omitempty"`
+	DeleteTopic          *DeleteTopic          `json:"deleteTopic,omitempty"`
+	AddPartitions        *AddPartitions        `json:"addPartitions,omitempty"`
+	SetTopicConfigs      *SetTopicConfigs      `json:"setTopicConfigs,omitempty"`
+	SetBrokerConfigs     *SetBrokerConfigs     `json:"setBrokerConfigs,omitempty"`
+	AllocateProducerIDs  *AllocateProducerIDs  `json:"allocateProducerIds,omitempty"`
+	SetLeader            *SetLeader            `json:"setLeader,omitempty"`
+	RequestMove          *RequestMove          `json:"requestMove,omitempty"`
+	CancelMove           *CancelMove           `json:"cancelMove,omitempty"`
+	RegisterBroker       *RegisterBroker       `json:"registerBroker,omitempty"`
+	AllocateBrokerID     *AllocateBrokerID     `json:"allocateBrokerId,omitempty"`
+	SetISR               *SetISR               `json:"setIsr,omitempty"`
+	ReassignReplicas     *ReassignReplicas     `json:"reassignReplicas,omitempty"`
+	CompleteReassignment *CompleteReassignment `json:"completeReassignment,omitempty"`
 }
 
 // SetISR changes a replicated partition's in-sync replicas, if it is
@@ -379,6 +384,10 @@ func (s *State) Check(op Op) error {
 		if !slices.Contains(c.ISR, c.Expect.Broker) || hasDuplicates(c.ISR) || slices.ContainsFunc(c.ISR, func(r int32) bool { return !slices.Contains(rs, r) }) {
 			return fmt.Errorf("%w: ISR %v of %s-%d (replicas %v, leader %d)", ErrInvalid, c.ISR, c.Topic, c.Partition, rs, c.Expect.Broker)
 		}
+	case op.ReassignReplicas != nil:
+		return s.checkReassign(op.ReassignReplicas)
+	case op.CompleteReassignment != nil:
+		return s.checkComplete(op.CompleteReassignment)
 	case op.CancelMove != nil:
 		c := op.CancelMove
 		t := s.Topics[c.Topic]
@@ -472,6 +481,10 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 			delete(s.Topics[op.CancelMove.Topic].Moves, op.CancelMove.Partition)
 		case op.SetISR != nil:
 			s.Topics[op.SetISR.Topic].ISR[op.SetISR.Partition] = slices.Clone(op.SetISR.ISR)
+		case op.ReassignReplicas != nil:
+			s.applyReassign(op.ReassignReplicas)
+		case op.CompleteReassignment != nil:
+			s.applyComplete(op.CompleteReassignment)
 		case op.RegisterBroker != nil:
 			r := op.RegisterBroker
 			s.Brokers[r.ID] = r.Incarnation
@@ -506,6 +519,12 @@ func (s *State) Clone() State {
 			ct.Moves = make(map[int32]int32, len(t.Moves))
 			for p, to := range t.Moves {
 				ct.Moves[p] = to
+			}
+		}
+		if t.Reassigning != nil {
+			ct.Reassigning = make(map[int32]Reassignment, len(t.Reassigning))
+			for p, r := range t.Reassigning {
+				ct.Reassigning[p] = Reassignment{Target: slices.Clone(r.Target), Original: slices.Clone(r.Original)}
 			}
 		}
 		c.Topics[n] = &ct

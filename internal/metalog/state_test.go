@@ -285,3 +285,81 @@ func TestApplyReplication(t *testing.T) {
 	}
 	step(Op{SetISR: &SetISR{Topic: "plain", Partition: 0}}, false) // no such replicated partition
 }
+
+// TestApplyReassignment: a replicated partition's reassignment widens its
+// replicas to target ∪ original, completes only when its leader is a
+// target replica and every target replica is in sync, then narrows the
+// replicas and ISR to the target; a request back to the original
+// replicas cancels it; stale or invalid requests are skipped.
+func TestApplyReassignment(t *testing.T) {
+	s := NewState()
+	step := func(op Op, want bool) {
+		t.Helper()
+		done, err := s.Apply(Entry{Seq: s.Seq + 1, Ops: []Op{op}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done[0] != want {
+			t.Fatalf("entry %d applied = %v, want %v: %v", s.Seq, done[0], want, s.Check(op))
+		}
+	}
+	reassign := func(expect, target []int32) Op {
+		return Op{ReassignReplicas: &ReassignReplicas{Topic: "r", ID: "R", Partition: 0, ExpectReplicas: expect, Target: target}}
+	}
+	complete := func(leader Leader, isr []int32) Op {
+		return Op{CompleteReassignment: &CompleteReassignment{Topic: "r", ID: "R", Partition: 0, Expect: leader, ExpectISR: isr}}
+	}
+	show := func() string {
+		tp := s.Clone().Topics["r"]
+		r, ok := tp.ReassigningOf(0)
+		return fmt.Sprint(tp.ReplicasOf(0), tp.ISROf(0), ok, r.Adding(), r.Removing(), tp.PreferredLeader(0))
+	}
+	step(Op{CreateTopic: &CreateTopic{Name: "r", ID: "R", Leaders: []int32{1}, Replicas: [][]int32{{1, 2, 3}}}}, true)
+	step(reassign([]int32{1, 2}, []int32{2, 3, 4}), false)    // stale replicas
+	step(reassign([]int32{1, 2, 3}, []int32{2, 2, 4}), false) // a replica twice
+	step(reassign([]int32{1, 2, 3}, nil), false)              // no replicas
+	step(reassign([]int32{1, 2, 3}, []int32{2, 3, 4}), true)
+	if got := show(); got != "[2 3 4 1] [1 2 3] true [4] [1] 1" {
+		t.Fatalf("started: %s", got)
+	}
+	step(complete(Leader{Broker: 1}, []int32{1, 2, 3}), false) // 4 not in sync, and 1 is leaving
+	lead := Leader{Broker: 1}
+	step(Op{SetISR: &SetISR{Topic: "r", ID: "R", Partition: 0, Expect: lead, ExpectISR: []int32{1, 2, 3}, ISR: []int32{1, 2, 3, 4}}}, true)
+	step(complete(lead, []int32{1, 2, 3, 4}), false) // the leader is not a target replica
+	step(Op{SetLeader: &SetLeader{Topic: "r", Partition: 0, Leader: 2, Expect: lead}}, true)
+	lead = Leader{Broker: 2, Epoch: 1}
+	step(complete(lead, []int32{1, 2, 3}), false) // stale ISR
+	step(complete(lead, []int32{1, 2, 3, 4}), true)
+	if got := show(); got != "[2 3 4] [2 3 4] false [] [] 2" {
+		t.Fatalf("completed: %s", got)
+	}
+	step(complete(lead, []int32{2, 3, 4}), false) // nothing in progress
+
+	// Cancelled: back to the original replicas, the adding one out of the ISR.
+	step(reassign([]int32{2, 3, 4}, []int32{2, 5}), true)
+	if got := show(); got != "[2 5 3 4] [2 3 4] true [5] [3 4] 2" {
+		t.Fatalf("second: %s", got)
+	}
+	step(Op{SetISR: &SetISR{Topic: "r", ID: "R", Partition: 0, Expect: lead, ExpectISR: []int32{2, 3, 4}, ISR: []int32{2, 3, 4, 5}}}, true)
+	step(reassign([]int32{2, 5, 3, 4}, []int32{4, 3, 2}), true) // the same members: in this order, 4 preferred
+	if got := show(); got != "[4 3 2] [2 3 4] false [] [] 4" {
+		t.Fatalf("cancelled: %s", got)
+	}
+	// A target without the leader: it hands over first.
+	step(reassign([]int32{4, 3, 2}, []int32{3, 4}), true)
+	step(Op{SetLeader: &SetLeader{Topic: "r", Partition: 0, Leader: 3, Expect: lead}}, true)
+	step(reassign([]int32{3, 4, 2}, []int32{4, 5}), true) // replaces the target; 2 stays original
+	if got := show(); got != "[4 5 3 2] [2 3 4] true [5] [3 2] 4" {
+		t.Fatalf("replaced: %s", got)
+	}
+	// Led by an adding replica, it cannot be cancelled (its leader would
+	// not be a replica).
+	lead = Leader{Broker: 3, Epoch: 2}
+	step(Op{SetISR: &SetISR{Topic: "r", ID: "R", Partition: 0, Expect: lead, ExpectISR: []int32{2, 3, 4}, ISR: []int32{2, 3, 4, 5}}}, true)
+	step(Op{SetLeader: &SetLeader{Topic: "r", Partition: 0, Leader: 5, Expect: lead}}, true)
+	step(reassign([]int32{4, 5, 3, 2}, []int32{2, 3, 4}), false)
+	step(reassign([]int32{4, 5, 3, 2}, []int32{5, 6}), true)
+	if got := show(); got != "[5 6 4 3 2] [2 3 4 5] true [5 6] [4 3 2] 4" {
+		t.Fatalf("replaced again: %s", got)
+	}
+}

@@ -191,7 +191,33 @@ func (l *Leader) Propose(now time.Duration) ([]int32, bool) {
 // Committed records that the metadata log holds isr (the proposal, or a
 // change made by someone else: the leader takes the log's word).
 func (l *Leader) Committed(isr []int32) {
+	for _, r := range l.maximalISR() {
+		if f := l.followers[r]; f != nil && !slices.Contains(isr, r) {
+			// Out by the log's word (a broker that left the ISR as it shut
+			// down): it rejoins only after catching up again, not on the
+			// strength of its fetches from before.
+			f.lastCaughtUp = min(f.lastCaughtUp, -l.cfg.LagTime-1<<40)
+		}
+	}
 	l.isr, l.pending = sorted(isr), nil
+	l.advance()
+}
+
+// SetReplicas changes the partition's replicas (a reassignment), after
+// the ISR that goes with them is Committed: a new replica is tracked from
+// now, as every follower is when an epoch starts; one that is no longer a
+// replica is forgotten.
+func (l *Leader) SetReplicas(replicas []int32, now time.Duration) {
+	for r := range l.followers {
+		if !slices.Contains(replicas, r) {
+			delete(l.followers, r)
+		}
+	}
+	for _, r := range replicas {
+		if r != l.self && l.followers[r] == nil {
+			l.followers[r] = &follower{leo: -1, lastCaughtUp: now, lastFetch: now}
+		}
+	}
 	l.advance()
 }
 

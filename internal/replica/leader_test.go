@@ -117,3 +117,65 @@ func TestTruncation(t *testing.T) {
 		t.Fatalf("no common epoch: %d %v, want the high watermark 100", to, done)
 	}
 }
+
+// TestReassignedReplicas: a replica added by a reassignment is unknown
+// until SetReplicas, then joins the ISR once it holds the high watermark;
+// a removed one can no longer fetch and no longer counts.
+func TestReassignedReplicas(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	l := NewLeader(Config{LagTime: ms(100), MinISR: 1}, 1, 0, []int32{1, 2}, []int32{1, 2}, 0, 0, 0)
+	l.Appended(10)
+	if err := l.Fetched(3, 0, ms(1)); !errors.Is(err, ErrUnknownReplica) {
+		t.Fatalf("fetch by a replica not added yet: %v", err)
+	}
+	l.SetReplicas([]int32{1, 2, 3}, ms(2))
+	if err := l.Fetched(2, 10, ms(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Fetched(3, 4, ms(3)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.Propose(ms(4)); ok || l.HighWatermark() != 10 {
+		t.Fatalf("a replica halfway through its copy changed the ISR or held back the watermark (%d)", l.HighWatermark())
+	}
+	if err := l.Fetched(3, 10, ms(5)); err != nil {
+		t.Fatal(err)
+	}
+	isr, ok := l.Propose(ms(5))
+	if !ok || fmt.Sprint(isr) != "[1 2 3]" {
+		t.Fatalf("proposal %v %v, want the caught-up replica in", isr, ok)
+	}
+	l.Committed([]int32{1, 3}) // the reassignment completed: 2 left
+	l.SetReplicas([]int32{1, 3}, ms(6))
+	if err := l.Fetched(2, 10, ms(7)); !errors.Is(err, ErrUnknownReplica) {
+		t.Fatalf("fetch by a removed replica: %v", err)
+	}
+	l.Appended(12)
+	if err := l.Fetched(3, 12, ms(8)); err != nil || l.HighWatermark() != 12 {
+		t.Fatalf("hw %d (%v), want 12: the removed replica no longer counts", l.HighWatermark(), err)
+	}
+}
+
+// TestLeftTheISRStaysOut: a follower taken out of the ISR by someone else
+// (it left as it shut down) is not proposed back on the strength of its
+// fetches from before; a fetch that catches up again brings it back.
+func TestLeftTheISRStaysOut(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	l := NewLeader(Config{LagTime: ms(100), MinISR: 1}, 1, 0, []int32{1, 2, 3}, []int32{1, 2, 3}, 0, 0, 0)
+	l.Appended(10)
+	for _, r := range []int32{2, 3} {
+		if err := l.Fetched(r, 10, ms(5)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Committed([]int32{1, 3})
+	if isr, ok := l.Propose(ms(10)); ok {
+		t.Fatalf("proposed %v: broker 2 left the ISR and has not fetched since", isr)
+	}
+	if err := l.Fetched(2, 10, ms(20)); err != nil {
+		t.Fatal(err)
+	}
+	if isr, ok := l.Propose(ms(20)); !ok || fmt.Sprint(isr) != "[1 2 3]" {
+		t.Fatalf("proposal %v %v after broker 2 caught up again", isr, ok)
+	}
+}

@@ -1,0 +1,84 @@
+package broker
+
+import (
+	"errors"
+	"slices"
+
+	"github.com/tiercel/tiercel/internal/metalog"
+)
+
+// A replicated partition's replicas move the way Kafka's do (KIP-455):
+// AlterPartitionReassignments records the target, which widens the
+// replicas to target ∪ original (metalog/reassign.go); the adding replicas
+// copy from the leader as any follower does (follower.go) and the leader
+// takes them into the ISR once caught up. When every target replica is in
+// sync, the leader completes the reassignment, or, if it is not a target
+// replica itself, first hands the leadership to one (the mover, as for a
+// clean shutdown: produces stop, the followers fetch the tail, epoch + 1).
+// The leaving replicas then delete their copies (reconcile, deleteCopy).
+
+// driveReassignments completes the reassignments of partitions led here
+// whose target replicas are all in sync, and kicks the mover for those
+// that must change leader first. It runs with the ISR checks.
+func (b *Broker) driveReassignments() {
+	if !b.leading() {
+		return
+	}
+	var ops []metalog.Op
+	handOver := false
+	for _, t := range b.ledTopics() {
+		for p, r := range t.meta.Reassigning {
+			if t.logs[p] == nil || !allIn(r.Target, t.meta.ISR[p]) {
+				continue
+			}
+			if !slices.Contains(r.Target, b.nodeID) {
+				handOver = true
+				continue
+			}
+			ops = append(ops, metalog.Op{CompleteReassignment: &metalog.CompleteReassignment{
+				Topic: t.meta.Name, ID: t.meta.ID, Partition: p, Expect: t.meta.Leaders[p], ExpectISR: slices.Clone(t.meta.ISR[p])}})
+		}
+	}
+	if handOver {
+		b.kickMover()
+	}
+	if len(ops) == 0 {
+		return
+	}
+	done, err := b.commitMeta(ops...)
+	if err != nil && !errors.Is(err, metalog.ErrStale) {
+		b.logger.Warn("completing reassignments", "err", err)
+		return
+	}
+	for i, op := range ops {
+		if err == nil && done[i] {
+			c := op.CompleteReassignment
+			b.logger.Info("reassignment done", "topic", c.Topic, "partition", c.Partition)
+		}
+	}
+}
+
+// reassignmentHandovers are the partitions led here whose reassignment
+// waits for this broker, not a target replica, to hand the leadership to
+// the first live target replica.
+func (b *Broker) reassignmentHandovers(live map[int32]bool) []partitionMove {
+	var moves []partitionMove
+	for _, t := range b.ledTopics() {
+		for p, r := range t.meta.Reassigning {
+			if t.logs[p] == nil || slices.Contains(r.Target, b.nodeID) || !allIn(r.Target, t.meta.ISR[p]) {
+				continue
+			}
+			for _, to := range r.Target {
+				if live[to] {
+					moves = append(moves, partitionMove{t: t, p: p, to: to})
+					break
+				}
+			}
+		}
+	}
+	return moves
+}
+
+func allIn(members, set []int32) bool {
+	return !slices.ContainsFunc(members, func(r int32) bool { return !slices.Contains(set, r) })
+}
