@@ -158,8 +158,15 @@ func (b *Broker) readParts(ctx context.Context, parts []fetchPart, maxTotal int3
 		t, l, code := b.leaderLog(p.topic, p.part, p.epoch)
 		if code == kerr.NotLeaderForPartition.Code && from.replicaID < 0 && followerReads {
 			// KIP-392: a consumer sent here as the preferred read replica.
-			if b.readAsFollower(p, r, maxTotal-int32(total)) {
+			failed, job := b.readAsFollower(ctx, p, r, maxTotal-int32(total))
+			if failed {
 				hasError = true
+			}
+			if job != nil {
+				job.result = i
+				remote = append(remote, *job)
+				total += job.maxBytes
+				continue
 			}
 			total += len(r.records)
 			continue

@@ -59,7 +59,8 @@ type Broker struct {
 	bucket      objstore.Bucket
 	tierer      *tiering.Tierer
 	remote      *tiering.Reader
-	remoteSlots chan struct{}  // tokens of the remote read pool
+	views       *tiering.ManifestViews // manifests of partitions followed here, for their tiered reads
+	remoteSlots chan struct{}          // tokens of the remote read pool
 	bg          sync.WaitGroup // background deletions of tiered topics
 
 	meta        *clusterMeta

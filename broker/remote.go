@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/tiercel/tiercel/internal/recordbatch"
+	"github.com/tiercel/tiercel/objstore"
 	"github.com/tiercel/tiercel/tiering"
 )
 
@@ -21,6 +22,7 @@ type remoteJob struct {
 	seg       tiering.RemoteSegment
 	offset    int64
 	maxBytes  int
+	followed  bool // a partition followed here: its manifest is a copy (ManifestViews)
 }
 
 // readRemote reads every job in parallel through the remote read pool and
@@ -52,13 +54,18 @@ func (b *Broker) readRemote(ctx context.Context, jobs []remoteJob, results []par
 				if tiering.NextOffset(recs) == j.seg.NextOffset {
 					// The consumer crosses into the next segments next: have
 					// their footers, indexes and first chunks on the way.
-					b.prefetchAfter(j.topicID, j.partition, j.seg.NextOffset)
+					b.prefetchAfter(j, j.seg.NextOffset)
 				}
 			case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
 				// Slow store: answer without this partition's records.
 			default:
 				r.code = kerr.KafkaStorageError.Code
 				b.logger.Warn("remote read", "segment", j.seg.Key, "offset", j.offset, "err", err)
+				if j.followed && errors.Is(err, objstore.ErrNotFound) {
+					// Deleted by retention since this copy of the manifest
+					// was read: the next fetch reads it again.
+					b.views.Forget(j.topicID, j.partition)
+				}
 			}
 		}()
 	}
@@ -69,9 +76,13 @@ func (b *Broker) readRemote(ctx context.Context, jobs []remoteJob, results []par
 // prefetched.
 const segmentsAhead = 2
 
-func (b *Broker) prefetchAfter(topicID string, partition int32, offset int64) {
+func (b *Broker) prefetchAfter(j remoteJob, offset int64) {
+	find := b.tierer.Find
+	if j.followed {
+		find = b.views.Cached
+	}
 	for range segmentsAhead {
-		next, ok := b.tierer.Find(topicID, partition, offset)
+		next, ok := find(j.topicID, j.partition, offset)
 		if !ok {
 			return
 		}

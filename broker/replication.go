@@ -333,11 +333,11 @@ func (b *Broker) replicationStats() telemetry.ReplicationStats {
 // preferredReadReplica is the replica a consumer in rack should read
 // partition p from (KIP-392, RackAwareReplicaSelector): -1 for the leader
 // (it is in that rack, no in-sync replica is, or the selector is off), or
-// the lowest-id live in-sync follower there. Reads of tiered offsets (below
-// the leader's local log) stay with the leader, since followers do not read
-// the bucket.
+// the lowest-id live in-sync follower there. Followers serve tiered
+// offsets from the bucket too; offsets below the local log of a topic that
+// is not tiered stay with the leader, which answers OFFSET_OUT_OF_RANGE.
 func (b *Broker) preferredReadReplica(t *topic, p int32, l *storage.Log, offset int64, rack string) int32 {
-	if b.cfg.Get("replica.selector.class") == "" || b.cfg.Get("broker.rack") == rack || offset < l.StartOffset() {
+	if b.cfg.Get("replica.selector.class") == "" || b.cfg.Get("broker.rack") == rack || offset < l.StartOffset() && !b.tiered(t.meta) {
 		return -1
 	}
 	best := int32(-1)
@@ -352,9 +352,10 @@ func (b *Broker) preferredReadReplica(t *topic, p int32, l *storage.Log, offset 
 // readAsFollower serves a consumer's fetch from this broker's follower
 // copy of p (KIP-392), up to the high watermark the leader last sent. An
 // offset past it gets no records yet (the copy catches up); one below the
-// copy's start gets NOT_LEADER_OR_FOLLOWER, sending the consumer back to
-// the leader. It reports an error.
-func (b *Broker) readAsFollower(p fetchPart, r *partResult, remaining int32) bool {
+// copy's start is read from the bucket if the topic is tiered (the job
+// returned), and otherwise gets NOT_LEADER_OR_FOLLOWER, sending the
+// consumer back to the leader. It reports an error.
+func (b *Broker) readAsFollower(ctx context.Context, p fetchPart, r *partResult, remaining int32) (bool, *remoteJob) {
 	b.mu.RLock()
 	t := b.topics[p.topic]
 	var l *storage.Log
@@ -366,25 +367,52 @@ func (b *Broker) readAsFollower(p fetchPart, r *partResult, remaining int32) boo
 	b.mu.RUnlock()
 	if l == nil {
 		r.code = kerr.NotLeaderForPartition.Code
-		return true
+		return true, nil
 	}
 	if code != 0 {
 		r.code = code
-		return true
+		return true, nil
 	}
 	r.hw, r.start = l.HighWatermark(), l.StartOffset()
 	if p.offset < r.start {
-		r.code = kerr.NotLeaderForPartition.Code
-		return true
+		return b.tieredAsFollower(ctx, t, l, p, r, remaining)
 	}
 	if p.offset >= r.hw || remaining <= 0 {
-		return false
+		return false, nil
 	}
 	res, err := l.Read(p.offset, min(p.maxBytes, remaining), r.hw)
 	if err != nil {
 		r.code = errorCode(err)
-		return true
+		return true, nil
 	}
 	r.records = res.Records
-	return false
+	return false, nil
+}
+
+// tieredAsFollower finds where in the bucket a consumer's offset below the
+// local copy of a followed partition is, from this broker's copy of the
+// manifest (read again when it does not reach the local copy).
+func (b *Broker) tieredAsFollower(ctx context.Context, t *topic, l *storage.Log, p fetchPart, r *partResult, remaining int32) (bool, *remoteJob) {
+	if b.views == nil || !b.tiered(t.meta) {
+		r.code = kerr.NotLeaderForPartition.Code
+		return true, nil
+	}
+	seg, start, found, err := b.views.Find(ctx, t.meta.ID, p.part, p.offset, l.StartOffset())
+	switch {
+	case err != nil:
+		b.logger.Warn("reading a followed partition's manifest", "topic", p.topic, "partition", p.part, "err", err)
+		r.code = kerr.KafkaStorageError.Code
+		return true, nil
+	case p.offset < start:
+		r.code, r.start = kerr.OffsetOutOfRange.Code, start
+		return true, nil
+	case !found:
+		r.code = kerr.NotLeaderForPartition.Code // a gap this copy cannot explain: the leader can
+		return true, nil
+	}
+	r.start = start
+	if remaining <= 0 {
+		return false, nil
+	}
+	return false, &remoteJob{topicID: t.meta.ID, partition: p.part, seg: seg, offset: p.offset, maxBytes: int(min(p.maxBytes, remaining)), followed: true}
 }

@@ -222,3 +222,54 @@ func TestFollowerReads(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowerTieredReads: a consumer in a follower's rack reads a tiered
+// replicated partition from that follower from offset 0, although the
+// follower's copy, like the leader's log, holds only the newest segments:
+// the older ones come from the bucket through the follower's own copy of
+// the manifest, and the leader serves next to nothing.
+func TestFollowerTieredReads(t *testing.T) {
+	brokers := startCluster(t, 3, "remote.log.manager.task.interval.ms=50") // racks zone-1, zone-2, zone-3
+	addr := brokers[0].Addr()
+	configs := map[string]string{"remote.storage.enable": "true", "segment.bytes": "8192", "local.retention.bytes": "16384"}
+	if err := brokertest.CreateTopicWithReplicas(ctx(t), client(t, addr), "deep", [][]int32{{1, 2, 3}}, configs); err != nil {
+		t.Fatal(err)
+	}
+	for _, br := range brokers {
+		brokertest.WaitFor(t, "every broker to know the topic", func() bool { return partitionsOf(t, br.Addr(), "deep") != nil })
+	}
+	p := client(t, addr, kgo.DefaultProduceTopic("deep"))
+	sent := sentLog{}
+	for i := 0; i < 4000; i += 500 {
+		sent.produce(t, p, i, i+500)
+	}
+	// Earliest (the bucket's log start) is 0 while the leader's local log
+	// has moved on: wait for that on the leader's word.
+	adm := admin(t, addr)
+	brokertest.WaitFor(t, "the older segments only in the bucket", func() bool {
+		for _, s := range brokers[0].TieringStatus() {
+			if s.Topic == "deep" {
+				return s.LocalStart > 1000 && s.RemoteStart == 0
+			}
+		}
+		return false
+	})
+	if start, err := adm.ListStartOffsets(ctx(t), "deep"); err != nil || start["deep"][0].Offset != 0 {
+		t.Fatalf("log start: %v %+v", err, start)
+	}
+
+	counts := &fetchBytes{by: map[int32]int{}}
+	sent.check(t, consume(t, addr, "deep", 4000, kgo.Rack("zone-2"), kgo.WithHooks(counts)))
+	counts.mu.Lock()
+	by := counts.by
+	counts.mu.Unlock()
+	if by[2] < 4000*3 || by[1]+by[3] > by[2]/20 {
+		t.Fatalf("fetch bytes by broker %v: the follower in zone-2 should have served nearly all", by)
+	}
+	for _, br := range brokers {
+		br.Close()
+	}
+	if start, _ := brokertest.DiskLog(t, brokers[1].DataDir(), "deep", 0); start <= 1000 {
+		t.Fatalf("the follower's copy starts at %d: the consumer's reads below it were not tiered reads", start)
+	}
+}

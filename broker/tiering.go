@@ -53,6 +53,11 @@ func openBucket(opts Options, dir string) (objstore.Bucket, error) {
 	return objstore.WithRetries(b, objstore.DefaultRetryPolicy), nil
 }
 
+// manifestViewAge is how long a follower trusts its copy of a manifest
+// that reaches the offsets asked for; retention is what it misses
+// meanwhile (a read of a deleted segment drops the copy at once).
+const manifestViewAge = time.Minute
+
 // startTiering creates the Tierer and the remote Reader.
 func (b *Broker) startTiering() error {
 	cache, err := tiering.NewChunkCache(filepath.Join(b.dir, remoteCacheDir), b.cfg.Int64("tiercel.remote.cache.bytes"))
@@ -65,6 +70,7 @@ func (b *Broker) startTiering() error {
 		Fetchers: 4 * int(b.cfg.Int64("remote.log.reader.threads")),
 	})
 	b.remoteSlots = make(chan struct{}, b.cfg.Int64("remote.log.reader.threads"))
+	b.views = tiering.NewManifestViews(tiering.ManifestStore{Bucket: b.bucket}, manifestViewAge)
 	b.tierer = tiering.NewTierer(tiering.TiererOptions{
 		Bucket: b.bucket, Logger: b.logger,
 		Interval: time.Duration(b.cfg.Int64("remote.log.manager.task.interval.ms")) * time.Millisecond,

@@ -84,6 +84,9 @@ func (h *Broker) Addr() string { return h.addr }
 // GossipAddr is the broker's gossip address, the seed for others.
 func (h *Broker) GossipAddr() string { return h.b.GossipAddr() }
 
+// TieringStatus is the broker's view of the partitions it tiers.
+func (h *Broker) TieringStatus() []broker.TieringPartition { return h.b.TieringStatus() }
+
 // DataDir is the broker's data directory.
 func (h *Broker) DataDir() string { return h.dir }
 
