@@ -205,9 +205,6 @@ func (b *Broker) reconcileTopic(name string, mt *metalog.Topic, refs []*partitio
 			if b.tiered(m) {
 				b.tierer.Remove(m.ID, int32(p))
 			}
-			if m.replicated() && !slices.Contains(m.Replicas[p], b.nodeID) {
-				b.deleteCopy(m, int32(p), l) // handed over and reassigned away at once
-			}
 		}
 	}
 	configsChanged := old == nil || !maps.Equal(old.meta.Configs, m.Configs)
@@ -282,8 +279,12 @@ func (b *Broker) reconcileFollowers(t *topic, old *topic) error {
 	var firstErr error
 	for p := range m.Partitions {
 		if !b.followedHere(m, p) {
-			if l := t.followers[p]; l != nil && !slices.Contains(m.Replicas[p], b.nodeID) {
-				b.deleteCopy(m, p, l)
+			if !slices.Contains(m.Replicas[p], b.nodeID) {
+				// Reassigned away, maybe while this broker was down: a copy
+				// left on disk is garbage.
+				if l := b.mgr.Get(storage.TopicPartition{Topic: m.Name, Partition: p}); l != nil {
+					b.deleteCopy(m, p, l)
+				}
 			}
 			t.followers[p] = nil // led here (the log moves to t.logs) or not a replica
 			continue

@@ -32,7 +32,11 @@ import (
 func TestReplicationCrashes(t *testing.T) { replicationCrashes(t, 3, 3) }
 
 // TestReplicationCrashesFive is TestReplicationCrashes on five brokers,
-// each partition's three replicas on three of them.
+// each partition's three replicas on three of them, and one more cycle:
+// partition 0 reassigned from its leader to a broker that held no replica,
+// the leader killed -9 right after; the reassignment completes under the
+// new leader, the restarted broker deletes its copy, the new replica's
+// copy is compared on disk with the others.
 func TestReplicationCrashesFive(t *testing.T) { replicationCrashes(t, 5, 5) }
 
 func replicationCrashes(t *testing.T, brokers, partitions int) {
@@ -96,8 +100,16 @@ func replicationCrashes(t *testing.T, brokers, partitions int) {
 		}
 		return -1
 	}
+	cycles := 4
+	var reassigned struct {
+		target []int32
+		from   int32 // the leader it removed
+	}
+	if brokers > 3 {
+		cycles++ // a reassignment whose leader is killed on the way
+	}
 	acked := produceThroughKills(t, procs[0], topic, killLoad{
-		partitions: partitions, producers: 2, cycles: 4, seeds: addrs, padding: 50, interval: 100 * time.Microsecond,
+		partitions: partitions, producers: 2, cycles: cycles, seeds: addrs, padding: 50, interval: 100 * time.Microsecond,
 		pause: func() time.Duration { return 2 * time.Second },
 		disrupt: func(c int) {
 			switch c {
@@ -146,6 +158,43 @@ func replicationCrashes(t *testing.T, brokers, partitions int) {
 				}
 				procs[victim].Restart()
 				waitISR(addrs[other(victim)])
+			case 4: // partition 0's leader reassigned away and killed -9 right after
+				var rs []int32
+				for _, p := range partitionsOf(t, addrs[0], topic) {
+					if p.Partition == 0 {
+						rs, reassigned.from = p.Replicas, p.Leader
+					}
+				}
+				for id := int32(1); id <= int32(brokers); id++ {
+					if !slices.Contains(rs, id) {
+						reassigned.target = append(slices.DeleteFunc(slices.Clone(rs), func(r int32) bool { return r == reassigned.from }), id)
+						break
+					}
+				}
+				req := kadm.AlterPartitionAssignmentsReq{}
+				req.Assign(topic, 0, reassigned.target)
+				victim := int(reassigned.from) - 1
+				res, err := adm.AlterPartitionAssignments(context.Background(), req)
+				if err != nil || res[topic][0].Err != nil {
+					t.Fatalf("reassign partition 0 to %v: %v %+v", reassigned.target, err, res)
+				}
+				procs[victim].Kill()
+				brokertest.WaitFor(t, "partition 0 led by another broker", func() bool {
+					l := leaderOf(addrs[other(victim)], 0)
+					return l >= 0 && l != reassigned.from
+				})
+				procs[victim].Restart()
+				for _, a := range addrs {
+					brokertest.WaitFor(t, "the reassignment done as "+a+" sees it", func() bool {
+						for _, p := range partitionsOf(t, a, topic) {
+							if p.Partition == 0 {
+								return slices.Equal(p.Replicas, reassigned.target) && len(p.ISR) == 3
+							}
+						}
+						return false
+					})
+				}
+				t.Logf("cycle 4: partition 0 reassigned from %v to %v, its leader %d killed on the way; done", rs, reassigned.target, reassigned.from)
 			}
 		},
 	})
@@ -180,6 +229,14 @@ func replicationCrashes(t *testing.T, brokers, partitions int) {
 	time.Sleep(time.Second)
 	for _, p := range procs {
 		p.Kill()
+	}
+	if reassigned.target != nil {
+		if !slices.Equal(replicas[0], reassigned.target) {
+			t.Fatalf("partition 0 has replicas %v after its reassignment to %v", replicas[0], reassigned.target)
+		}
+		if _, vs := brokertest.DiskLog(t, procs[reassigned.from-1].DataDir(), topic, 0); len(vs) != 0 {
+			t.Errorf("broker %d, reassigned away from partition 0, still holds %d of its records", reassigned.from, len(vs))
+		}
 	}
 	for part := range int32(partitions) {
 		if len(replicas[part]) != 3 {
