@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -349,6 +350,7 @@ func (f *fetcher) fetch(ctx context.Context, parts []*followed) bool {
 		return false
 	}
 	progress := true
+	var appended []*followed
 	for _, rt := range resp.Topics {
 		for _, rp := range rt.Partitions {
 			name := rt.Topic
@@ -361,17 +363,37 @@ func (f *fetcher) fetch(ctx context.Context, parts []*followed) bool {
 			if p == nil || !f.current(p) {
 				continue
 			}
-			if !f.apply(ctx, p, &rp) {
+			ok, wrote := f.apply(p, &rp)
+			if !ok {
 				progress = false
+			}
+			if wrote {
+				appended = append(appended, p)
 			}
 		}
 	}
-	return progress
+	// The next fetch reports these log ends to the leader as held: make
+	// them durable first when the flush policy is fsync, every partition's
+	// fsync at once (each log syncs on its own).
+	var wg sync.WaitGroup
+	failed := make([]bool, len(appended))
+	for i, p := range appended {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.log.WaitDurable(ctx, p.log.EndOffset()); err != nil {
+				f.b.logger.Warn("follower flush", "topic", p.key.topic, "partition", p.key.partition, "err", err)
+				failed[i] = true
+			}
+		}()
+	}
+	wg.Wait()
+	return progress && !slices.Contains(failed, true)
 }
 
-// apply appends one partition's fetched batches and takes the leader's
-// high watermark; false means back off.
-func (f *fetcher) apply(ctx context.Context, p *followed, rp *kmsg.FetchResponseTopicPartition) bool {
+// apply appends one partition's fetched batches (wrote: some) and takes
+// the leader's high watermark; false means back off.
+func (f *fetcher) apply(p *followed, rp *kmsg.FetchResponseTopicPartition) (ok, wrote bool) {
 	switch rp.ErrorCode {
 	case 0:
 	case kerr.OffsetOutOfRange.Code:
@@ -379,13 +401,13 @@ func (f *fetcher) apply(ctx context.Context, p *followed, rp *kmsg.FetchResponse
 			if err := f.restartAt(p, rp.LogStartOffset); err != nil {
 				f.b.logger.Warn("restarting a follower's copy", "topic", p.key.topic, "partition", p.key.partition, "err", err)
 			}
-			return true
+			return true, false
 		}
 		p.truncated = false // past the leader's end: truncate again
-		return false
+		return false, false
 	default:
 		// An epoch or leadership error: the metadata will say who leads.
-		return false
+		return false, false
 	}
 	if len(rp.RecordBatches) > 0 {
 		if _, err := p.log.AppendReplica(rp.RecordBatches); err != nil {
@@ -394,14 +416,9 @@ func (f *fetcher) apply(ctx context.Context, p *followed, rp *kmsg.FetchResponse
 			} else {
 				f.b.logger.Warn("follower append", "topic", p.key.topic, "partition", p.key.partition, "err", err)
 			}
-			return false
+			return false, false
 		}
-		// The next fetch reports this log end to the leader as held: make
-		// it durable first when the flush policy is fsync.
-		if err := p.log.WaitDurable(ctx, p.log.EndOffset()); err != nil {
-			f.b.logger.Warn("follower flush", "topic", p.key.topic, "partition", p.key.partition, "err", err)
-			return false
-		}
+		wrote = true
 	}
 	p.log.SetReplicaHighWatermark(rp.HighWatermark)
 	// The copy starts where the leader's local log does: what is below it
@@ -412,7 +429,7 @@ func (f *fetcher) apply(ctx context.Context, p *followed, rp *kmsg.FetchResponse
 			f.b.logger.Warn("follower log start", "topic", p.key.topic, "partition", p.key.partition, "err", err)
 		}
 	}
-	return true
+	return true, wrote
 }
 
 // replicaIDOf is the broker id of a follower's fetch, or -1 for a consumer.

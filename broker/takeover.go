@@ -33,7 +33,7 @@ type leaseWatch struct {
 	watchers     map[int32]*lease.Watcher
 	lastRead     map[int32]time.Duration // when the lease was last read, on the lease clock
 	missingSince map[int32]time.Duration // when a broker leading partitions was first seen missing from gossip
-	missingAt    map[int32]string        // its lease version then (or at the first read after), to tell renewals from a crash
+	missingAt    map[int32]string        // its lease version at the first read after it went missing, to tell renewals from a crash
 	seenLive     map[int32]string        // the incarnation of each broker last seen live in gossip
 }
 
@@ -139,7 +139,11 @@ func (b *Broker) takeOverOrphans() {
 		w := lw.watcher(id, b.lease.cfg)
 		now := b.lease.now()
 		if _, ok := lw.missingSince[id]; !ok {
-			lw.missingSince[id], lw.missingAt[id] = now, w.Version()
+			// The version it renews from is taken from the bucket below,
+			// not from gossip: a broker killed just after a renewal it had
+			// not gossiped yet would look like one that keeps renewing,
+			// and be fenced (its partitions moving a TTL later).
+			lw.missingSince[id], lw.missingAt[id] = now, ""
 		}
 		// Missing from gossip for a whole TTL while this side holds a
 		// majority of the registered brokers: fenced even if it renews

@@ -58,9 +58,12 @@ func (b *Broker) loadTopics() error {
 	defer b.meta.mu.Unlock()
 	// Registered before leading anything: a takeover of an earlier
 	// incarnation (its lease revoked) whose entry lands after this one is
-	// skipped (metalog.SetLeader.ExpectIncarnation).
+	// skipped (metalog.SetLeader.ExpectIncarnation). After a crash (or on
+	// a new disk) the registration also takes this broker out of the ISRs
+	// it shares, moving what it led to in-sync replicas: its copies may
+	// lack records it had acknowledged holding.
 	reg := metalog.Op{RegisterBroker: &metalog.RegisterBroker{ID: b.nodeID, Incarnation: b.incarnation,
-		Rack: b.cfg.Get("broker.rack"), Region: b.cfg.Get("tiercel.region")}}
+		Rack: b.cfg.Get("broker.rack"), Region: b.cfg.Get("tiercel.region"), Unclean: !b.mgr.CleanStart()}}
 	if _, _, err := b.meta.log.Append(ctx, []metalog.Op{reg}); err != nil {
 		return fmt.Errorf("registering broker %d in the metadata log: %w", b.nodeID, err)
 	}

@@ -32,7 +32,15 @@ type Manager struct {
 
 	stop chan struct{}
 	done chan struct{}
+
+	// cleanStart: the directory held the clean-shutdown marker when it
+	// was opened (a new directory does not).
+	cleanStart bool
 }
+
+// CleanStart reports whether the previous process shut down cleanly: its
+// logs hold everything they held (a new data directory did not).
+func (m *Manager) CleanStart() bool { return m.cleanStart }
 
 // OpenManager opens dir, recovering each partition log found in it.
 func OpenManager(fsys vfs.FS, dir string, opts ManagerOptions) (*Manager, error) {
@@ -57,6 +65,7 @@ func OpenManager(fsys vfs.FS, dir string, opts ManagerOptions) (*Manager, error)
 	}
 	_, cleanErr := fsys.Stat(filepath.Join(dir, cleanShutdownFile))
 	clean := cleanErr == nil
+	m.cleanStart = clean
 	recovery := m.readOffsets(recoveryCheckpointFile)
 	starts := m.readOffsets(logStartCheckpointFile)
 	hws := m.readOffsets(replicationCheckpointFile)

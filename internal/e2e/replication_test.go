@@ -24,7 +24,10 @@ import (
 // refused while one is left, then resumes); a broker restarted on an empty
 // data directory (it copies the local tail from the leader and rejoins
 // the ISR); a leader frozen with SIGSTOP past its lease (in-sync followers
-// take over; woken, it finds its lease revoked and exits). Afterwards every
+// take over; woken, it finds its lease revoked and exits); a leader killed
+// and restarted at once on an empty disk, before any takeover (its
+// registration moves its partitions to in-sync replicas: it must not lead
+// from the empty copy). Afterwards every
 // acknowledged record is in the log exactly once and in order, the
 // consumer was never delivered a record that is not in the final log at
 // the same offset (nothing above the high watermark), and every in-sync
@@ -100,7 +103,7 @@ func replicationCrashes(t *testing.T, brokers, partitions int) {
 		}
 		return -1
 	}
-	cycles := 4
+	cycles := 5
 	var reassigned struct {
 		target []int32
 		from   int32 // the leader it removed
@@ -158,7 +161,14 @@ func replicationCrashes(t *testing.T, brokers, partitions int) {
 				}
 				procs[victim].Restart()
 				waitISR(addrs[other(victim)])
-			case 4: // partition 0's leader reassigned away and killed -9 right after
+			case 4: // a leader killed, its disk wiped, restarted at once (before any takeover)
+				victim := int(leaderOf(addrs[0], 0)) - 1
+				procs[victim].Kill()
+				procs[victim].MoveTo(t.TempDir())
+				procs[victim].Restart()
+				waitISR(addrs[other(victim)])
+				t.Logf("cycle 4: broker %d, a leader, restarted at once on an empty disk; all back in sync", victim+1)
+			case 5: // partition 0's leader reassigned away and killed -9 right after
 				var rs []int32
 				for _, p := range partitionsOf(t, addrs[0], topic) {
 					if p.Partition == 0 {
@@ -194,7 +204,7 @@ func replicationCrashes(t *testing.T, brokers, partitions int) {
 						return false
 					})
 				}
-				t.Logf("cycle 4: partition 0 reassigned from %v to %v, its leader %d killed on the way; done", rs, reassigned.target, reassigned.from)
+				t.Logf("cycle 5: partition 0 reassigned from %v to %v, its leader %d killed on the way; done", rs, reassigned.target, reassigned.from)
 			}
 		},
 	})

@@ -255,6 +255,12 @@ type RegisterBroker struct {
 	Incarnation string `json:"incarnation"`
 	Rack        string `json:"rack,omitempty"`
 	Region      string `json:"region,omitempty"`
+	// Unclean: the broker did not shut down cleanly before (it crashed,
+	// or its data directory is new): its copies may lack records it held,
+	// so it leaves every ISR it shares with other replicas, handing the
+	// partitions it led to another in-sync replica (KIP-903's broker
+	// epochs, here its incarnation).
+	Unclean bool `json:"unclean,omitempty"`
 }
 
 // BrokerPlace is where a registered broker runs.
@@ -492,6 +498,9 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 				s.Places = map[int32]BrokerPlace{}
 			}
 			s.Places[r.ID] = BrokerPlace{Rack: r.Rack, Region: r.Region}
+			if r.Unclean {
+				s.fenceRestarted(r.ID)
+			}
 		case op.AllocateBrokerID != nil:
 			id := max(s.NextBrokerID, op.AllocateBrokerID.Min)
 			for s.Brokers[id] != "" {
@@ -503,6 +512,28 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 	}
 	s.Seq = e.Seq
 	return done, nil
+}
+
+// fenceRestarted takes a broker that restarted uncleanly out of the ISR of
+// every replicated partition with other in-sync replicas; one it led goes
+// to the first of them at epoch + 1 (the takeover moves it on if that
+// broker is not live). A partition whose ISR is that broker alone keeps it:
+// no replica is known to hold more.
+func (s *State) fenceRestarted(id int32) {
+	for _, t := range s.Topics {
+		for p := range t.ISR {
+			isr := t.ISR[p]
+			if len(isr) < 2 || !slices.Contains(isr, id) {
+				continue
+			}
+			rest := without(isr, []int32{id})
+			if l := t.Leaders[p]; l.Broker == id {
+				t.Leaders[p] = Leader{Broker: rest[0], Epoch: l.Epoch + 1}
+				delete(t.Moves, int32(p))
+			}
+			t.ISR[p] = rest
+		}
+	}
 }
 
 // Clone is a deep copy.

@@ -363,3 +363,34 @@ func TestApplyReassignment(t *testing.T) {
 		t.Fatalf("replaced again: %s", got)
 	}
 }
+
+// TestUncleanRegistration: a broker registering after a crash leaves
+// every ISR it shares; the partitions it led go to another in-sync replica
+// at epoch + 1; one whose ISR is that broker alone keeps it; a clean
+// registration changes nothing.
+func TestUncleanRegistration(t *testing.T) {
+	s := NewState()
+	apply := func(op Op) {
+		t.Helper()
+		if done, err := s.Apply(Entry{Seq: s.Seq + 1, Ops: []Op{op}}); err != nil || !done[0] {
+			t.Fatalf("%+v: %v %v", op, done, err)
+		}
+	}
+	apply(Op{CreateTopic: &CreateTopic{Name: "r", ID: "R", Leaders: []int32{1, 2, 1}, Replicas: [][]int32{{1, 2, 3}, {2, 1, 3}, {1, 2}}}})
+	apply(Op{SetISR: &SetISR{Topic: "r", ID: "R", Partition: 2, Expect: Leader{Broker: 1}, ExpectISR: []int32{1, 2}, ISR: []int32{1}}})
+	apply(Op{CreateTopic: &CreateTopic{Name: "one", ID: "O", Leaders: []int32{1}}})
+	apply(Op{RegisterBroker: &RegisterBroker{ID: 1, Incarnation: "a"}})
+	before := fmt.Sprint(s.Topics["r"].Leaders, s.Topics["r"].ISR)
+	apply(Op{RegisterBroker: &RegisterBroker{ID: 1, Incarnation: "b", Unclean: true}})
+	tp := s.Topics["r"]
+	if got := fmt.Sprint(tp.Leaders, tp.ISR); got != "[{2 1} {2 0} {1 0}] [[2 3] [2 3] [1]]" {
+		t.Fatalf("after broker 1's unclean restart: %s (before: %s)", got, before)
+	}
+	if l := s.Topics["one"].Leaders[0]; l != (Leader{Broker: 1}) {
+		t.Fatalf("a partition with one replica moved: %+v", l)
+	}
+	apply(Op{RegisterBroker: &RegisterBroker{ID: 2, Incarnation: "c"}})
+	if got := fmt.Sprint(tp.Leaders, tp.ISR); got != "[{2 1} {2 0} {1 0}] [[2 3] [2 3] [1]]" {
+		t.Fatalf("a clean registration changed the ISRs: %s", got)
+	}
+}
