@@ -35,7 +35,7 @@ func (r ReplicationReport) Summary() string {
 	fmt.Fprintf(&b, "replication (3 broker processes on this machine, acks=all, 1 KB records, 6 partitions, topics not tiered)\n")
 	fmt.Fprintf(&b, "  RF 1: %s\n  RF 3: %s\n", r.RF1, r.RF3)
 	fmt.Fprintf(&b, "  RF 3 / RF 1 throughput: %.2f (goal >= 0.6) %s\n", r.Ratio, ok(r.Ratio >= 0.6))
-	fmt.Fprintf(&b, "  RF 3 at a fixed %.0f MB/s: p99 %.2f ms (goal <= 10) %s\n", r.FixedRateMBps, r.Fixed.P99Ms, ok(r.Fixed.P99Ms > 0 && r.Fixed.P99Ms <= 10))
+	fmt.Fprintf(&b, "  RF 3 at a fixed %.0f MB/s: p99 %.2f ms (goal <= 10) %s; p50 %.2f ms, p99.9 %.2f ms\n", r.FixedRateMBps, r.Fixed.P99Ms, ok(r.Fixed.P99Ms > 0 && r.Fixed.P99Ms <= 10), r.Fixed.P50Ms, r.Fixed.P999Ms)
 	fmt.Fprintf(&b, "  SIGKILL of a leader to writes accepted by an in-sync replica: %.0f ms (goal <= lease TTL %d ms + 2000) %s\n", r.FailoverMs, r.LeaseTTLMs, ok(r.FailoverMs <= float64(r.LeaseTTLMs+2000)))
 	fmt.Fprintf(&b, "  follower on an empty disk back in the ISR: %.0f MiB in %.1f s = %.0f MiB/s\n", r.CatchUpMiB, r.CatchUpSeconds, r.CatchUpMiBps)
 	return b.String()

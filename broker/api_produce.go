@@ -38,6 +38,7 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) re
 		return now(resp)
 	}
 	var waits []produceWait
+	var woken []storage.TopicPartition // replicated partitions appended to
 	deep := b.cfg.Bool("log.validate.records.deep")
 	// A handoff waits for appends in flight (produceGate) before it rolls
 	// and uploads; once it has begun (movingOut) nothing more is appended.
@@ -119,13 +120,19 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) re
 			st.Partitions = append(st.Partitions, sp)
 			if lr != nil {
 				lr.appended()
-				b.waiters.notify(storage.TopicPartition{Topic: rt.Topic, Partition: rp.Partition}) // followers long-polling
+				woken = append(woken, storage.TopicPartition{Topic: rt.Topic, Partition: rp.Partition})
 			}
 			if req.Acks == -1 {
 				waits = append(waits, produceWait{log: l, end: res.LastOffset + 1, resp: &st.Partitions[len(st.Partitions)-1], repl: lr})
 			}
 		}
 		resp.Topics = append(resp.Topics, st)
+	}
+	// Followers long-polling are woken once every partition of the
+	// request is appended: woken after the first, a follower would fetch
+	// that one alone and the others a whole fetch-and-fsync round later.
+	for _, tp := range woken {
+		b.waiters.notify(tp)
 	}
 	if req.Acks == 0 {
 		return reply{none: true}
