@@ -81,14 +81,24 @@ func (b *Broker) handOffPartitions(ctx context.Context, moves []partitionMove) {
 
 	var ops []metalog.Op
 	for _, m := range moves {
-		if m.t.meta.replicated() {
+		if m.t.meta.replicated() && m.to != metalog.Parked {
 			if op := b.replicatedHandoff(ctx, m); op != nil {
 				ops = append(ops, *op)
 			}
 			continue
 		}
 		l := m.t.logs[m.p]
-		err := l.Roll()
+		var err error
+		if m.t.meta.replicated() {
+			// Parked: only records below the high watermark are uploaded,
+			// so let the followers fetch the last ones first.
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err = b.waitReplicated(wctx, l, l.EndOffset())
+			cancel()
+		}
+		if err == nil {
+			err = l.Roll()
+		}
 		var end int64
 		if err == nil {
 			end, err = b.tierer.Flush(ctx, m.t.meta.ID, m.p)

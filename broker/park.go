@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"time"
 
 	"github.com/tiercel/tiercel/internal/metalog"
@@ -25,10 +26,9 @@ func (b *Broker) paused() bool { return b.cfg.Bool("tiercel.cluster.paused") }
 func (b *Broker) parkMoves() []partitionMove {
 	var moves []partitionMove
 	for _, t := range b.ledTopics() {
-		if !b.tiered(t.meta) || t.meta.replicated() {
-			// Not tiered: its offsets would restart at 0 elsewhere.
-			// Replicated: parking it is not built yet (docs/design.md).
-			// Either stays led here.
+		if !b.tiered(t.meta) {
+			// Not tiered: its offsets would restart at 0 elsewhere; it
+			// stays led here.
 			continue
 		}
 		for p, l := range t.logs {
@@ -70,6 +70,7 @@ func (b *Broker) adoptParked() {
 	live, lowest := idsOf(up), up[0].id == b.nodeID
 	var mine, orphans []metalog.SetLeader
 	var preferred []int32 // of each orphan
+	var inSync [][]int32  // of each orphan: its live in-sync replicas, for a replicated partition (else nil)
 	b.mu.RLock()
 	for _, t := range b.topics {
 		for p, l := range t.meta.Leaders {
@@ -77,12 +78,30 @@ func (b *Broker) adoptParked() {
 				continue
 			}
 			sl := metalog.SetLeader{Topic: t.meta.Name, Partition: int32(p), Leader: b.nodeID, Expect: l}
-			switch pref := t.meta.Preferred[p]; {
+			pref := t.meta.Preferred[p]
+			var candidates []int32
+			if t.meta.replicated() {
+				// Only an in-sync replica may lead it (its copy is the
+				// log's; it was fully uploaded when parked).
+				for _, r := range t.meta.ISR[p] {
+					if live[r] {
+						candidates = append(candidates, r)
+					}
+				}
+				if !slices.Contains(candidates, pref) {
+					pref = -1 // wait for the join delay, then the first live in-sync replica
+				}
+				if len(candidates) == 0 {
+					continue // no in-sync replica is up yet
+				}
+			}
+			switch {
 			case pref == b.nodeID:
 				mine = append(mine, sl)
 			case lowest && !live[pref]:
 				orphans = append(orphans, sl)
-				preferred = append(preferred, pref)
+				preferred = append(preferred, t.meta.Preferred[p])
+				inSync = append(inSync, candidates)
 			}
 		}
 	}
@@ -97,6 +116,10 @@ func (b *Broker) adoptParked() {
 	if len(orphans) > 0 && time.Since(b.parkedOrphansSince) >= joinDelay {
 		targets := map[string][]int32{} // by region: leaders stay in their preferred leader's region
 		for i := range orphans {
+			if inSync[i] != nil {
+				orphans[i].Leader = inSync[i][0]
+				continue
+			}
 			region := b.regionOf(preferred[i])
 			if targets[region] == nil {
 				targets[region] = spread(inRegion(up, region))

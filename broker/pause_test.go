@@ -12,8 +12,8 @@ import (
 )
 
 // parkedEverywhere reports whether every partition of the topics is
-// parked (LEADER_NOT_AVAILABLE, no leader, its preferred leader as the
-// replica) in the answer of the broker at addr.
+// parked (LEADER_NOT_AVAILABLE, no leader, its replicas still listed) in
+// the answer of the broker at addr.
 func parkedEverywhere(t *testing.T, addr string, topics ...string) bool {
 	md := metadataOf(t, addr)
 	want := map[string]bool{}
@@ -26,7 +26,7 @@ func parkedEverywhere(t *testing.T, addr string, topics ...string) bool {
 		}
 		delete(want, *tp.Topic)
 		for _, p := range tp.Partitions {
-			if p.Leader != -1 || p.ErrorCode != kerr.LeaderNotAvailable.Code || len(p.Replicas) != 1 || p.Replicas[0] < 1 {
+			if p.Leader != -1 || p.ErrorCode != kerr.LeaderNotAvailable.Code || len(p.Replicas) == 0 || p.Replicas[0] < 1 {
 				return false
 			}
 		}
@@ -60,17 +60,25 @@ func ledEverywhere(t *testing.T, addr string, topics ...string) bool {
 // bucket, group offsets included; the brokers are stopped and their disks
 // dropped; three new brokers on empty data directories and the same bucket
 // resume the cluster, adopt the partitions, serve every record from the
-// first, and a consumer group continues from the offsets it committed.
+// first, and a consumer group continues from the offsets it committed. A
+// replicated topic is parked too (its followers fetch the tail before the
+// upload) and comes back led by an in-sync replica, its replicas back in
+// sync.
 func TestPauseResumeOntoEmptyDisks(t *testing.T) {
 	bucket := mem.New("paused")
 	brokers := startClusterOn(t, bucket, 3, groupSets...)
 	adm := admin(t, brokers[0].Addr())
 	create(t, adm, "parked", 6, nil)
+	createReplicated(t, brokers[0].Addr(), "parkedr", 3, 3, nil, brokers[0].Addr(), brokers[1].Addr(), brokers[2].Addr())
 
 	p := client(t, brokers[1].Addr(), kgo.DefaultProduceTopic("parked"))
 	sent := sentLog{}
 	sent.produce(t, p, 0, 600)
 	p.Close()
+	pr := client(t, brokers[2].Addr(), kgo.DefaultProduceTopic("parkedr"))
+	sentR := sentLog{}
+	sentR.produce(t, pr, 0, 600)
+	pr.Close()
 
 	// The group has read half of each partition.
 	committed := kadm.Offsets{}
@@ -91,7 +99,7 @@ func TestPauseResumeOntoEmptyDisks(t *testing.T) {
 	}
 	for _, br := range brokers {
 		brokertest.WaitFor(t, "every partition parked", func() bool {
-			return parkedEverywhere(t, br.Addr(), "parked", "__consumer_offsets")
+			return parkedEverywhere(t, br.Addr(), "parked", "parkedr", "__consumer_offsets")
 		})
 	}
 	if v := pausedValue(t, adm); v != "true" {
@@ -105,9 +113,20 @@ func TestPauseResumeOntoEmptyDisks(t *testing.T) {
 	fresh := startClusterOn(t, bucket, 3, groupSets...)
 	for _, br := range fresh {
 		brokertest.WaitFor(t, "every partition adopted", func() bool {
-			return ledEverywhere(t, br.Addr(), "parked", "__consumer_offsets")
+			return ledEverywhere(t, br.Addr(), "parked", "parkedr", "__consumer_offsets")
 		})
 	}
+	sentR.produce(t, client(t, fresh[1].Addr(), kgo.DefaultProduceTopic("parkedr")), 600, 900)
+	sentR.check(t, consume(t, fresh[2].Addr(), "parkedr", 900))
+	brokertest.WaitFor(t, "the replicated topic in sync on three again", func() bool {
+		ps := partitionsOf(t, fresh[0].Addr(), "parkedr")
+		for _, part := range ps {
+			if len(part.ISR) != 3 {
+				return false
+			}
+		}
+		return len(ps) == 3
+	})
 	adm = admin(t, fresh[2].Addr())
 	if v := pausedValue(t, adm); v != "" && v != "false" {
 		t.Fatalf("tiercel.cluster.paused = %q after brokers started: still paused", v)

@@ -277,8 +277,8 @@ func (b *Broker) leaveISRs(ctx context.Context) {
 	for _, t := range b.topics {
 		for p, l := range t.followers {
 			isr := t.meta.ISROf(int32(p))
-			if l == nil || !slices.Contains(isr, b.nodeID) {
-				continue
+			if l == nil || !slices.Contains(isr, b.nodeID) || t.meta.Leaders[p].Broker < 0 {
+				continue // parked partitions keep their ISR for the adoption
 			}
 			next := slices.DeleteFunc(slices.Clone(isr), func(r int32) bool { return r == b.nodeID })
 			ops = append(ops, metalog.Op{SetISR: &metalog.SetISR{Topic: t.meta.Name, ID: t.meta.ID, Partition: int32(p),
