@@ -242,16 +242,7 @@ func TestSnapshotsKeepNewestTwo(t *testing.T) {
 // the ISR (or parked).
 func TestApplyReplication(t *testing.T) {
 	s := NewState()
-	step := func(op Op, want bool) {
-		t.Helper()
-		done, err := s.Apply(Entry{Seq: s.Seq + 1, Ops: []Op{op}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if done[0] != want {
-			t.Fatalf("entry %d applied = %v, want %v: %v", s.Seq, done[0], want, s.Check(op))
-		}
-	}
+	step := stepper(t, &s)
 	step(Op{CreateTopic: &CreateTopic{Name: "r", ID: "R", Leaders: []int32{1, 2}, Replicas: [][]int32{{1, 2, 3}, {2, 3}}}}, true)
 	step(Op{CreateTopic: &CreateTopic{Name: "bad", ID: "B", Leaders: []int32{1}, Replicas: [][]int32{{2, 3}}}}, false)    // leader not a replica
 	step(Op{CreateTopic: &CreateTopic{Name: "bad", ID: "B", Leaders: []int32{1}, Replicas: [][]int32{{1, 1}}}}, false)    // a replica twice
@@ -293,16 +284,7 @@ func TestApplyReplication(t *testing.T) {
 // replicas cancels it; stale or invalid requests are skipped.
 func TestApplyReassignment(t *testing.T) {
 	s := NewState()
-	step := func(op Op, want bool) {
-		t.Helper()
-		done, err := s.Apply(Entry{Seq: s.Seq + 1, Ops: []Op{op}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if done[0] != want {
-			t.Fatalf("entry %d applied = %v, want %v: %v", s.Seq, done[0], want, s.Check(op))
-		}
-	}
+	step := stepper(t, &s)
 	reassign := func(expect, target []int32) Op {
 		return Op{ReassignReplicas: &ReassignReplicas{Topic: "r", ID: "R", Partition: 0, ExpectReplicas: expect, Target: target}}
 	}
@@ -370,12 +352,8 @@ func TestApplyReassignment(t *testing.T) {
 // registration changes nothing.
 func TestUncleanRegistration(t *testing.T) {
 	s := NewState()
-	apply := func(op Op) {
-		t.Helper()
-		if done, err := s.Apply(Entry{Seq: s.Seq + 1, Ops: []Op{op}}); err != nil || !done[0] {
-			t.Fatalf("%+v: %v %v", op, done, err)
-		}
-	}
+	step := stepper(t, &s)
+	apply := func(op Op) { t.Helper(); step(op, true) }
 	apply(Op{CreateTopic: &CreateTopic{Name: "r", ID: "R", Leaders: []int32{1, 2, 1}, Replicas: [][]int32{{1, 2, 3}, {2, 1, 3}, {1, 2}}}})
 	apply(Op{SetISR: &SetISR{Topic: "r", ID: "R", Partition: 2, Expect: Leader{Broker: 1}, ExpectISR: []int32{1, 2}, ISR: []int32{1}}})
 	apply(Op{CreateTopic: &CreateTopic{Name: "one", ID: "O", Leaders: []int32{1}}})
@@ -392,5 +370,20 @@ func TestUncleanRegistration(t *testing.T) {
 	apply(Op{RegisterBroker: &RegisterBroker{ID: 2, Incarnation: "c"}})
 	if got := fmt.Sprint(tp.Leaders, tp.ISR); got != "[{2 1} {2 0} {1 0}] [[2 3] [2 3] [1]]" {
 		t.Fatalf("a clean registration changed the ISRs: %s", got)
+	}
+}
+
+// stepper applies one op per entry to s and fails the test unless it took
+// effect exactly when want says.
+func stepper(t *testing.T, s *State) func(op Op, want bool) {
+	return func(op Op, want bool) {
+		t.Helper()
+		done, err := s.Apply(Entry{Seq: s.Seq + 1, Ops: []Op{op}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done[0] != want {
+			t.Fatalf("entry %d applied = %v, want %v: %v", s.Seq, done[0], want, s.Check(op))
+		}
 	}
 }
