@@ -61,7 +61,7 @@ type Broker struct {
 	remote      *tiering.Reader
 	views       *tiering.ManifestViews // manifests of partitions followed here, for their tiered reads
 	remoteSlots chan struct{}          // tokens of the remote read pool
-	bg          sync.WaitGroup // background deletions of tiered topics
+	bg          sync.WaitGroup         // background deletions of tiered topics
 
 	meta        *clusterMeta
 	clusterID   string
