@@ -100,12 +100,16 @@ func (b *Broker) fetchParts(req *kmsg.FetchRequest, sess *fetchSession, incremen
 // fetcherOf is who sends a fetch: a follower (its broker id) or a consumer
 // (-1, with its client.rack if it may read from a follower).
 type fetchFrom struct {
-	replicaID int32
-	rack      string
+	replicaID    int32
+	replicaEpoch int64 // a follower's broker epoch (Fetch v15+), -1 unknown
+	rack         string
 }
 
 func fetcherOf(req *kmsg.FetchRequest) fetchFrom {
-	f := fetchFrom{replicaID: replicaIDOf(req)}
+	f := fetchFrom{replicaID: replicaIDOf(req), replicaEpoch: -1}
+	if req.Version >= 15 {
+		f.replicaEpoch = req.ReplicaState.Epoch
+	}
 	if req.Version >= 11 {
 		f.rack = req.Rack
 	}
@@ -176,7 +180,7 @@ func (b *Broker) readParts(ctx context.Context, parts []fetchPart, maxTotal int3
 			continue
 		}
 		if from.replicaID >= 0 {
-			if b.readForFollower(ctx, t, l, p, r, from.replicaID, maxTotal-int32(total)) {
+			if b.readForFollower(ctx, t, l, p, r, from, maxTotal-int32(total)) {
 				hasError = true
 			}
 			total += len(r.records)
@@ -232,7 +236,7 @@ func (b *Broker) readParts(ctx context.Context, parts []fetchPart, maxTotal int3
 // log start is OFFSET_OUT_OF_RANGE with the local start, where the
 // follower starts its copy (the older offsets are in the bucket). It
 // reports an error.
-func (b *Broker) readForFollower(ctx context.Context, t *topic, l *storage.Log, p fetchPart, r *partResult, replicaID int32, remaining int32) bool {
+func (b *Broker) readForFollower(ctx context.Context, t *topic, l *storage.Log, p fetchPart, r *partResult, from fetchFrom, remaining int32) bool {
 	lr := b.leaderState(p.topic, p.part)
 	if lr == nil || !t.meta.replicated() {
 		r.code = kerr.NotLeaderForPartition.Code
@@ -243,7 +247,7 @@ func (b *Broker) readForFollower(ctx context.Context, t *topic, l *storage.Log, 
 		r.code, r.hw = kerr.OffsetOutOfRange.Code, l.HighWatermark()
 		return true
 	}
-	hw, err := lr.fetched(replicaID, p.offset, b.replNow())
+	hw, err := lr.fetched(from.replicaID, from.replicaEpoch, p.offset, b.replNow())
 	r.hw = hw
 	switch {
 	case errors.Is(err, replica.ErrOffsetOutOfRange):

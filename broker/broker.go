@@ -64,6 +64,7 @@ type Broker struct {
 	bg          sync.WaitGroup         // background deletions of tiered topics
 
 	meta        *clusterMeta
+	brokerEpoch atomic.Int64 // the entry that registered this process (metalog.State.BrokerEpochs)
 	clusterID   string
 	gossip      *gossip.Node // nil: a cluster of one
 	lease       *leaseKeeper

@@ -313,7 +313,7 @@ func (f *fetcher) fetch(ctx context.Context, parts []*followed) bool {
 	req := kmsg.NewPtrFetchRequest()
 	req.ReplicaID = f.b.nodeID
 	req.ReplicaState.ID = f.b.nodeID
-	req.ReplicaState.Epoch = -1
+	req.ReplicaState.Epoch = f.b.brokerEpoch.Load()
 	req.MaxWaitMillis = int32(cfg.Int64("replica.fetch.wait.max.ms"))
 	req.MinBytes = 1
 	req.MaxBytes = int32(cfg.Int64("replica.fetch.response.max.bytes"))

@@ -28,6 +28,9 @@ type topicMeta struct {
 	// Reassigning are the replica reassignments in progress, by partition
 	// (replicated topics; Replicas holds target ∪ original meanwhile).
 	Reassigning map[int32]metalog.Reassignment
+	// PartitionEpochs are the replicated partitions' partition epochs
+	// (metalog.Topic.PartitionEpochs).
+	PartitionEpochs map[int32]int32
 }
 
 // replicated reports whether the topic has more than one replica per partition.
@@ -72,6 +75,7 @@ func newTopicMeta(t *metalog.Topic) *topicMeta {
 			m.ISR = append(m.ISR, slices.Clone(t.ISROf(p)))
 		}
 	}
+	m.PartitionEpochs = maps.Clone(t.PartitionEpochs)
 	for p, r := range t.Reassigning {
 		if m.Reassigning == nil {
 			m.Reassigning = map[int32]metalog.Reassignment{}
@@ -185,7 +189,8 @@ func (b *Broker) reconcileTopic(name string, mt *metalog.Topic, refs []*partitio
 	old := b.topics[name]
 	if old != nil && len(refs) == 0 && old.meta.Partitions == mt.Partitions() &&
 		maps.Equal(old.meta.Configs, mt.Configs) && slices.Equal(old.meta.Leaders, mt.Leaders) && maps.Equal(old.meta.Moves, mt.Moves) &&
-		equalLists(old.meta.Replicas, mt.Replicas) && equalLists(old.meta.ISR, mt.ISR) && sameReassignments(old.meta.Reassigning, mt.Reassigning) {
+		equalLists(old.meta.Replicas, mt.Replicas) && equalLists(old.meta.ISR, mt.ISR) && sameReassignments(old.meta.Reassigning, mt.Reassigning) &&
+		maps.Equal(old.meta.PartitionEpochs, mt.PartitionEpochs) {
 		return nil
 	}
 	m := newTopicMeta(mt)

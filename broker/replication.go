@@ -45,6 +45,9 @@ type leaderRepl struct {
 	// replicas are the partition's replicas as the metadata log holds
 	// them (a reassignment changes them within an epoch).
 	replicas []int32
+	// partitionEpoch is the partition epoch of metaISR and replicas
+	// (SetISR expects it).
+	partitionEpoch int32
 }
 
 func (b *Broker) replNow() time.Duration { return time.Since(b.repl.epoch) }
@@ -78,6 +81,7 @@ func (b *Broker) leadReplicated(m *topicMeta, p int32, l *storage.Log) {
 			lr.replicas = slices.Clone(m.Replicas[p])
 			lr.st.SetReplicas(lr.replicas, b.replNow())
 		}
+		lr.partitionEpoch = m.PartitionEpochs[p]
 		hw := lr.st.HighWatermark()
 		lr.mu.Unlock()
 		l.SetReplicaHighWatermark(hw)
@@ -89,7 +93,8 @@ func (b *Broker) leadReplicated(m *topicMeta, p int32, l *storage.Log) {
 	hw := l.HighWatermark()
 	st := replica.NewLeader(b.replConfig(m), b.nodeID, leader.Epoch, m.Replicas[p], isr, l.EndOffset(), hw, b.replNow())
 	st.Appended(l.EndOffset())
-	b.repl.leaders[key] = &leaderRepl{key: key, topicID: m.ID, log: l, st: st, leader: leader, metaISR: slices.Clone(isr), replicas: slices.Clone(m.Replicas[p])}
+	b.repl.leaders[key] = &leaderRepl{key: key, topicID: m.ID, log: l, st: st, leader: leader, metaISR: slices.Clone(isr),
+		replicas: slices.Clone(m.Replicas[p]), partitionEpoch: m.PartitionEpochs[p]}
 	l.SetReplicaHighWatermark(st.HighWatermark())
 }
 
@@ -135,12 +140,12 @@ func (lr *leaderRepl) appended() {
 	lr.log.SetReplicaHighWatermark(hw)
 }
 
-// fetched records a follower's fetch from offset and returns the high
-// watermark to send it.
-func (lr *leaderRepl) fetched(follower int32, offset int64, now time.Duration) (int64, error) {
+// fetched records a follower's fetch from offset, by its process
+// registered at brokerEpoch, and returns the high watermark to send it.
+func (lr *leaderRepl) fetched(follower int32, brokerEpoch, offset int64, now time.Duration) (int64, error) {
 	lr.mu.Lock()
 	lr.st.Appended(lr.log.EndOffset())
-	err := lr.st.Fetched(follower, offset, now)
+	err := lr.st.FetchedAs(follower, brokerEpoch, offset, now)
 	hw := lr.st.HighWatermark()
 	lr.mu.Unlock()
 	lr.log.SetReplicaHighWatermark(hw)
@@ -174,7 +179,9 @@ func (b *Broker) proposeISRs() {
 	for _, lr := range leaders {
 		lr.mu.Lock()
 		isr, ok := lr.st.Propose(now)
-		op := metalog.SetISR{Topic: lr.key.topic, ID: lr.topicID, Partition: lr.key.partition, Expect: lr.leader, ExpectISR: slices.Clone(lr.metaISR), ISR: isr}
+		pe := lr.partitionEpoch
+		op := metalog.SetISR{Topic: lr.key.topic, ID: lr.topicID, Partition: lr.key.partition, Expect: lr.leader, ExpectISR: slices.Clone(lr.metaISR), ISR: isr,
+			ExpectPartitionEpoch: &pe, AddedEpochs: lr.st.Epochs(without(isr, lr.metaISR))}
 		lr.mu.Unlock()
 		if !ok {
 			continue
@@ -281,8 +288,9 @@ func (b *Broker) leaveISRs(ctx context.Context) {
 				continue // parked partitions keep their ISR for the adoption
 			}
 			next := slices.DeleteFunc(slices.Clone(isr), func(r int32) bool { return r == b.nodeID })
+			pe := t.meta.PartitionEpochs[int32(p)]
 			ops = append(ops, metalog.Op{SetISR: &metalog.SetISR{Topic: t.meta.Name, ID: t.meta.ID, Partition: int32(p),
-				Expect: t.meta.Leaders[p], ExpectISR: slices.Clone(isr), ISR: next}})
+				Expect: t.meta.Leaders[p], ExpectISR: slices.Clone(isr), ISR: next, ExpectPartitionEpoch: &pe}})
 		}
 	}
 	b.mu.RUnlock()
@@ -295,6 +303,11 @@ func (b *Broker) leaveISRs(ctx context.Context) {
 		return
 	}
 	b.logger.Info("left the ISRs of the partitions followed here", "partitions", n)
+}
+
+// without is ids without the members of drop, in order.
+func without(ids, drop []int32) []int32 {
+	return slices.DeleteFunc(slices.Clone(ids), func(r int32) bool { return slices.Contains(drop, r) })
 }
 
 // replicationStats counts this broker's replicated partitions by health

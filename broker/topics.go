@@ -64,9 +64,11 @@ func (b *Broker) loadTopics() error {
 	// lack records it had acknowledged holding.
 	reg := metalog.Op{RegisterBroker: &metalog.RegisterBroker{ID: b.nodeID, Incarnation: b.incarnation,
 		Rack: b.cfg.Get("broker.rack"), Region: b.cfg.Get("tiercel.region"), Unclean: !b.mgr.CleanStart()}}
-	if _, _, err := b.meta.log.Append(ctx, []metalog.Op{reg}); err != nil {
+	seq, _, err := b.meta.log.Append(ctx, []metalog.Op{reg})
+	if err != nil {
 		return fmt.Errorf("registering broker %d in the metadata log: %w", b.nodeID, err)
 	}
+	b.brokerEpoch.Store(seq) // what its follower fetches carry (KIP-903)
 	if err := b.reconcile(ctx, true); err != nil {
 		return err
 	}

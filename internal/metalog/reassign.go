@@ -93,6 +93,7 @@ func (s *State) applyReassign(c *ReassignReplicas) {
 		orig = r.Original
 	}
 	next, pending := reassigned(t, c.Partition, c.Target)
+	t.bump(c.Partition)
 	t.Replicas[c.Partition] = next
 	t.ISR[c.Partition] = slices.DeleteFunc(slices.Clone(t.ISR[c.Partition]), func(r int32) bool { return !slices.Contains(next, r) })
 	if !pending {
@@ -129,6 +130,7 @@ func (s *State) checkComplete(c *CompleteReassignment) error {
 func (s *State) applyComplete(c *CompleteReassignment) {
 	t := s.Topics[c.Topic]
 	r := t.Reassigning[c.Partition]
+	t.bump(c.Partition)
 	t.Replicas[c.Partition] = slices.Clone(r.Target)
 	t.ISR[c.Partition] = slices.DeleteFunc(slices.Clone(t.ISR[c.Partition]), func(b int32) bool { return !slices.Contains(r.Target, b) })
 	if int(c.Partition) < len(t.Preferred) {

@@ -44,6 +44,20 @@ type Topic struct {
 	// Reassigning are the reassignments of replicated partitions in
 	// progress (reassign.go).
 	Reassigning map[int32]Reassignment `json:"reassigning,omitempty"`
+	// PartitionEpochs count the changes of each replicated partition's
+	// leader, ISR or replicas (absent: 0), as KRaft's partition epoch: an
+	// ISR change proposed against an older one is skipped.
+	PartitionEpochs map[int32]int32 `json:"partitionEpochs,omitempty"`
+}
+
+// PartitionEpoch is partition p's partition epoch.
+func (t *Topic) PartitionEpoch(p int32) int32 { return t.PartitionEpochs[p] }
+
+func (t *Topic) bump(p int32) {
+	if t.PartitionEpochs == nil {
+		t.PartitionEpochs = map[int32]int32{}
+	}
+	t.PartitionEpochs[p]++
 }
 
 // PreferredLeader is partition p's preferred leader (its current one for
@@ -72,6 +86,9 @@ type State struct {
 	// NextBrokerID is the next id AllocateBrokerID hands out (at least its
 	// Min).
 	NextBrokerID int32 `json:"nextBrokerId,omitempty"`
+	// BrokerEpochs are the entry numbers of each broker's last
+	// registration: its broker epoch (KIP-903), new at every start.
+	BrokerEpochs map[int32]int64 `json:"brokerEpochs,omitempty"`
 	// ProducerBlocks is the first id of the newest block each writer
 	// reserved: how a writer learns its block even when its append's
 	// answer was lost and later entries were applied before it found out.
@@ -133,6 +150,14 @@ type SetISR struct {
 	Expect    Leader  `json:"expect"`
 	ExpectISR []int32 `json:"expectIsr"`
 	ISR       []int32 `json:"isr"`
+	// ExpectPartitionEpoch, if set, is the partition epoch the change was
+	// proposed against (nothing else changed the partition since).
+	ExpectPartitionEpoch *int32 `json:"expectPartitionEpoch,omitempty"`
+	// AddedEpochs are the broker epochs (State.BrokerEpochs) of the
+	// members the change adds, as the leader saw them catch up: a broker
+	// that registered again since (restarted, perhaps on an empty disk) is
+	// not added (KIP-903).
+	AddedEpochs map[int32]int64 `json:"addedEpochs,omitempty"`
 }
 
 // AllocateBrokerID gives a starting broker with no configured id the next
@@ -383,8 +408,16 @@ func (s *State) Check(op Op) error {
 		if t == nil || t.ID != c.ID || c.Partition < 0 || c.Partition >= t.Partitions() || len(t.Replicas) == 0 {
 			return fmt.Errorf("%w: replicated partition %s-%d", ErrNotFound, c.Topic, c.Partition)
 		}
-		if t.Leaders[c.Partition] != c.Expect || !slices.Equal(t.ISR[c.Partition], c.ExpectISR) {
-			return fmt.Errorf("%w: %s-%d changed leader or ISR", ErrStale, c.Topic, c.Partition)
+		if t.Leaders[c.Partition] != c.Expect || !slices.Equal(t.ISR[c.Partition], c.ExpectISR) ||
+			c.ExpectPartitionEpoch != nil && *c.ExpectPartitionEpoch != t.PartitionEpoch(c.Partition) {
+			return fmt.Errorf("%w: %s-%d changed leader, ISR or replicas", ErrStale, c.Topic, c.Partition)
+		}
+		if c.AddedEpochs != nil {
+			for _, r := range c.ISR {
+				if e, ok := c.AddedEpochs[r]; !slices.Contains(c.ExpectISR, r) && (!ok || e != s.BrokerEpochs[r]) {
+					return fmt.Errorf("%w: broker %d registered again since it caught up with %s-%d", ErrStale, r, c.Topic, c.Partition)
+				}
+			}
 		}
 		rs := t.Replicas[c.Partition]
 		if !slices.Contains(c.ISR, c.Expect.Broker) || hasDuplicates(c.ISR) || slices.ContainsFunc(c.ISR, func(r int32) bool { return !slices.Contains(rs, r) }) {
@@ -476,6 +509,7 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 			if l.ISR != nil {
 				t.ISR[l.Partition] = slices.Clone(l.ISR)
 			}
+			t.bump(l.Partition)
 			delete(t.Moves, l.Partition)
 		case op.RequestMove != nil:
 			t := s.Topics[op.RequestMove.Topic]
@@ -486,7 +520,9 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 		case op.CancelMove != nil:
 			delete(s.Topics[op.CancelMove.Topic].Moves, op.CancelMove.Partition)
 		case op.SetISR != nil:
-			s.Topics[op.SetISR.Topic].ISR[op.SetISR.Partition] = slices.Clone(op.SetISR.ISR)
+			t := s.Topics[op.SetISR.Topic]
+			t.ISR[op.SetISR.Partition] = slices.Clone(op.SetISR.ISR)
+			t.bump(op.SetISR.Partition)
 		case op.ReassignReplicas != nil:
 			s.applyReassign(op.ReassignReplicas)
 		case op.CompleteReassignment != nil:
@@ -494,6 +530,10 @@ func (s *State) Apply(e Entry) ([]bool, error) {
 		case op.RegisterBroker != nil:
 			r := op.RegisterBroker
 			s.Brokers[r.ID] = r.Incarnation
+			if s.BrokerEpochs == nil {
+				s.BrokerEpochs = map[int32]int64{}
+			}
+			s.BrokerEpochs[r.ID] = e.Seq
 			if s.Places == nil {
 				s.Places = map[int32]BrokerPlace{}
 			}
@@ -532,6 +572,7 @@ func (s *State) fenceRestarted(id int32) {
 				delete(t.Moves, int32(p))
 			}
 			t.ISR[p] = rest
+			t.bump(int32(p))
 		}
 	}
 }
@@ -552,6 +593,7 @@ func (s *State) Clone() State {
 				ct.Moves[p] = to
 			}
 		}
+		ct.PartitionEpochs = maps.Clone(t.PartitionEpochs)
 		if t.Reassigning != nil {
 			ct.Reassigning = make(map[int32]Reassignment, len(t.Reassigning))
 			for p, r := range t.Reassigning {
@@ -569,6 +611,7 @@ func (s *State) Clone() State {
 	if s.Places != nil {
 		c.Places = maps.Clone(s.Places)
 	}
+	c.BrokerEpochs = maps.Clone(s.BrokerEpochs)
 	return c
 }
 

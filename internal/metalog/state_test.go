@@ -387,3 +387,32 @@ func stepper(t *testing.T, s *State) func(op Op, want bool) {
 		}
 	}
 }
+
+// TestSetISRExpectations: an ISR change proposed against an older
+// partition epoch is skipped (a reassignment changed the replicas
+// meanwhile, even back to the same ISR), and so is one that adds a broker
+// registered again since the leader saw it catch up (KIP-903).
+func TestSetISRExpectations(t *testing.T) {
+	s := NewState()
+	step := stepper(t, &s)
+	step(Op{RegisterBroker: &RegisterBroker{ID: 3, Incarnation: "a"}}, true)
+	epoch3 := s.BrokerEpochs[3]
+	step(Op{CreateTopic: &CreateTopic{Name: "r", ID: "R", Leaders: []int32{1}, Replicas: [][]int32{{1, 2, 3}}}}, true)
+	lead := Leader{Broker: 1}
+	pe := func(e int32) *int32 { return &e }
+	step(Op{SetISR: &SetISR{Topic: "r", ID: "R", Partition: 0, Expect: lead, ExpectISR: []int32{1, 2, 3}, ISR: []int32{1, 2}, ExpectPartitionEpoch: pe(0)}}, true)
+	if e := s.Topics["r"].PartitionEpoch(0); e != 1 {
+		t.Fatalf("partition epoch %d after an ISR change, want 1", e)
+	}
+	add3 := func(epoch int32, brokerEpoch int64) Op {
+		return Op{SetISR: &SetISR{Topic: "r", ID: "R", Partition: 0, Expect: lead, ExpectISR: []int32{1, 2}, ISR: []int32{1, 2, 3},
+			ExpectPartitionEpoch: pe(epoch), AddedEpochs: map[int32]int64{3: brokerEpoch}}}
+	}
+	// Replicas changed and back: same ISR, newer partition epoch.
+	step(Op{ReassignReplicas: &ReassignReplicas{Topic: "r", ID: "R", Partition: 0, ExpectReplicas: []int32{1, 2, 3}, Target: []int32{1, 2}}}, true)
+	step(Op{ReassignReplicas: &ReassignReplicas{Topic: "r", ID: "R", Partition: 0, ExpectReplicas: []int32{1, 2, 3}, Target: []int32{1, 2, 3}}}, true)
+	step(add3(1, epoch3), false)
+	step(Op{RegisterBroker: &RegisterBroker{ID: 3, Incarnation: "b"}}, true) // restarted
+	step(add3(3, epoch3), false)
+	step(add3(3, s.BrokerEpochs[3]), true)
+}

@@ -31,6 +31,7 @@ var (
 
 // follower is what the leader knows of one follower, from its fetches.
 type follower struct {
+	epoch            int64 // its broker epoch (registration) as of its fetches, -1 unknown
 	leo              int64 // the offset it fetched from last: its log end offset
 	lastCaughtUp     time.Duration
 	lastFetch        time.Duration
@@ -67,7 +68,7 @@ func NewLeader(cfg Config, self, epoch int32, replicas, isr []int32, leo, hw int
 	l := &Leader{cfg: cfg, self: self, epoch: epoch, epochStart: leo, leo: leo, hw: min(hw, leo), isr: sorted(isr), followers: map[int32]*follower{}}
 	for _, r := range replicas {
 		if r != self {
-			l.followers[r] = &follower{leo: -1, lastCaughtUp: now, lastFetch: now}
+			l.followers[r] = &follower{epoch: -1, leo: -1, lastCaughtUp: now, lastFetch: now}
 		}
 	}
 	return l
@@ -105,12 +106,27 @@ func (l *Leader) Appended(leo int64) {
 // time now, as Kafka does: it has caught up if it reached the leader's log
 // end, or the log end of its previous fetch (then as of that fetch).
 func (l *Leader) Fetched(replica int32, offset int64, now time.Duration) error {
+	return l.FetchedAs(replica, -1, offset, now)
+}
+
+// FetchedAs is Fetched by the follower's process registered at broker
+// epoch brokerEpoch (-1: unknown). A new epoch is a restarted broker: what
+// its previous process held counts for nothing, and a proposal naming it
+// carries the epoch it caught up as (Epochs), so that the metadata log can
+// refuse it if the broker restarted again meanwhile (KIP-903).
+func (l *Leader) FetchedAs(replica int32, brokerEpoch int64, offset int64, now time.Duration) error {
 	f := l.followers[replica]
 	if f == nil {
 		return fmt.Errorf("%w: broker %d", ErrUnknownReplica, replica)
 	}
 	if offset > l.leo {
 		return fmt.Errorf("%w: %d > %d", ErrOffsetOutOfRange, offset, l.leo)
+	}
+	if brokerEpoch >= 0 && f.epoch != brokerEpoch {
+		if f.epoch >= 0 {
+			f.leo, f.lastCaughtUp, f.lastFetchLeaderE = -1, -l.cfg.LagTime-1<<40, -1
+		}
+		f.epoch = brokerEpoch
 	}
 	switch {
 	case offset < f.leo:
@@ -191,6 +207,11 @@ func (l *Leader) Propose(now time.Duration) ([]int32, bool) {
 // Committed records that the metadata log holds isr (the proposal, or a
 // change made by someone else: the leader takes the log's word).
 func (l *Leader) Committed(isr []int32) {
+	if l.pending != nil && slices.Equal(sorted(isr), l.isr) {
+		// Nothing changed (the log was applied again): the proposal may
+		// still be committed, so its members keep holding the watermark.
+		return
+	}
 	for _, r := range l.maximalISR() {
 		if f := l.followers[r]; f != nil && !slices.Contains(isr, r) {
 			// Out by the log's word (a broker that left the ISR as it shut
@@ -201,6 +222,18 @@ func (l *Leader) Committed(isr []int32) {
 	}
 	l.isr, l.pending = sorted(isr), nil
 	l.advance()
+}
+
+// Epochs is the broker epochs of the given followers as of their last
+// fetches (those known).
+func (l *Leader) Epochs(ids []int32) map[int32]int64 {
+	out := map[int32]int64{}
+	for _, r := range ids {
+		if f := l.followers[r]; f != nil && f.epoch >= 0 {
+			out[r] = f.epoch
+		}
+	}
+	return out
 }
 
 // SetReplicas changes the partition's replicas (a reassignment), after
@@ -215,7 +248,7 @@ func (l *Leader) SetReplicas(replicas []int32, now time.Duration) {
 	}
 	for _, r := range replicas {
 		if r != l.self && l.followers[r] == nil {
-			l.followers[r] = &follower{leo: -1, lastCaughtUp: now, lastFetch: now}
+			l.followers[r] = &follower{epoch: -1, leo: -1, lastCaughtUp: now, lastFetch: now}
 		}
 	}
 	l.advance()

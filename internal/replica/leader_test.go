@@ -3,6 +3,7 @@ package replica
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -177,5 +178,42 @@ func TestLeftTheISRStaysOut(t *testing.T) {
 	}
 	if isr, ok := l.Propose(ms(20)); !ok || fmt.Sprint(isr) != "[1 2 3]" {
 		t.Fatalf("proposal %v %v after broker 2 caught up again", isr, ok)
+	}
+}
+
+// TestBrokerEpochs: a follower's fetch under a new broker epoch (its
+// broker restarted) starts a new copy, which joins once it reaches the
+// log end as that process (here after an empty disk), and
+// Epochs names the epochs the followers were last seen with; a repeated
+// commit of the unchanged ISR keeps a pending proposal.
+func TestBrokerEpochs(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	l := NewLeader(Config{LagTime: ms(100), MinISR: 1}, 1, 0, []int32{1, 2, 3}, []int32{1, 2}, 0, 0, 0)
+	l.Appended(10)
+	for _, r := range []int32{2, 3} {
+		if err := l.FetchedAs(r, 7, 10, ms(5)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	isr, ok := l.Propose(ms(6))
+	if !ok || fmt.Sprint(isr, l.Epochs([]int32{3})) != "[1 2 3] map[3:7]" {
+		t.Fatalf("proposal %v %v, epochs %v", isr, ok, l.Epochs([]int32{3}))
+	}
+	l.Committed([]int32{1, 2}) // the log applied again, nothing changed
+	if p := l.Pending(); fmt.Sprint(p) != "[1 2 3]" {
+		t.Fatalf("pending %v after an unchanged commit, want the proposal kept", p)
+	}
+	l.Rejected()
+	if err := l.FetchedAs(3, 9, 0, ms(7)); err != nil { // restarted on an empty disk
+		t.Fatal(err)
+	}
+	if isr, ok := l.Propose(ms(8)); ok && slices.Contains(isr, 3) {
+		t.Fatalf("proposed %v: broker 3 restarted and has not caught up as its new process", isr)
+	}
+	if err := l.FetchedAs(3, 9, 10, ms(9)); err != nil {
+		t.Fatal(err)
+	}
+	if isr, ok := l.Propose(ms(9)); !ok || fmt.Sprint(isr, l.Epochs([]int32{3})) != "[1 2 3] map[3:9]" {
+		t.Fatalf("proposal %v %v after broker 3 caught up under epoch 9 (epochs %v)", isr, ok, l.Epochs([]int32{3}))
 	}
 }
