@@ -212,7 +212,11 @@ func (p *Process) start() {
 				httpAddr = v
 			}
 		}
-		args := []string{"serve", "--data-dir", p.dir, "--kafka-addr", p.addr, "--http-addr", httpAddr, "--log-level", "warn"}
+		level := "warn"
+		if os.Getenv("TIERCEL_TEST_LOG") != "" {
+			level = "info" // shown with the output of a failed test
+		}
+		args := []string{"serve", "--data-dir", p.dir, "--kafka-addr", p.addr, "--http-addr", httpAddr, "--log-level", level}
 		for _, s := range p.sets {
 			args = append(args, "--set", s)
 		}

@@ -179,6 +179,17 @@ func readAll(t *testing.T, addr, topic string, partitions int) map[int32][]strin
 	defer cl.Close()
 	got := map[int32][]string{}
 	next := map[int32]int64{}
+	// Where each value was first read, to say who wrote a duplicate: the
+	// leader epochs tell which leaders appended the copies; a new producer
+	// id or epoch means the client reset its idempotence (after an error
+	// it could not retry), the same ones that a broker did not deduplicate.
+	type copyAt struct {
+		offset      int64
+		leaderEpoch int32
+		pid         int64
+		epoch       int16
+	}
+	first := map[string]copyAt{}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for !caughtUp(next, want) {
@@ -193,6 +204,13 @@ func readAll(t *testing.T, addr, topic string, partitions int) map[int32][]strin
 			}
 			next[r.Partition] = r.Offset + 1
 			got[r.Partition] = append(got[r.Partition], string(r.Value))
+			at := copyAt{r.Offset, r.LeaderEpoch, r.ProducerID, r.ProducerEpoch}
+			if c, dup := first[string(r.Value)]; dup {
+				t.Logf("partition %d: %s at offset %d (leader epoch %d, producer %d epoch %d) and at %d (leader epoch %d, producer %d epoch %d)",
+					r.Partition, r.Value, c.offset, c.leaderEpoch, c.pid, c.epoch, at.offset, at.leaderEpoch, at.pid, at.epoch)
+			} else {
+				first[string(r.Value)] = at
+			}
 		})
 	}
 	return got
