@@ -282,6 +282,19 @@ func (f *fetcher) truncateFollower(p *followed, off int64) error {
 // (the leader no longer has what it needs: its log starts later).
 func (f *fetcher) restartAt(p *followed, off int64) error {
 	b := f.b
+	var producers []byte
+	if t := b.getTopic(p.key.topic); t != nil && b.tierer != nil && b.tiered(t.meta) && off > 0 {
+		// The copy starts without the batches below off: take the
+		// producer state as of off from the bucket, read before b.mu is
+		// taken.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		var err error
+		producers, err = b.producersBefore(ctx, t.meta.ID, p.key.partition, off)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("producer state before %d from the object store: %w", off, err)
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	t := b.topics[p.key.topic]
@@ -296,6 +309,11 @@ func (f *fetcher) restartAt(p *followed, off int64) error {
 	if err != nil {
 		t.followers[p.key.partition] = nil
 		return err
+	}
+	if producers != nil {
+		if err := l.RestoreProducers(producers); err != nil {
+			b.logger.Warn("restoring the producer state of a follower's copy", "topic", p.key.topic, "partition", p.key.partition, "err", err)
+		}
 	}
 	l.SetReplicaHighWatermark(off)
 	t.followers[p.key.partition] = l

@@ -259,21 +259,46 @@ func (b *Broker) restoreProducers(l *storage.Log, man *tiering.Manifest) error {
 	if len(man.Segments) == 0 {
 		return nil
 	}
-	seg := man.Segments[len(man.Segments)-1]
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	f, err := tiering.ReadFooter(ctx, b.bucket, seg.Key, seg.Size)
-	if err != nil {
-		return err
-	}
-	if _, ok := f.Part(tiering.PartProducers); !ok {
-		return nil
-	}
-	snap, err := tiering.ReadPart(ctx, b.bucket, seg.Key, f, tiering.PartProducers)
-	if err != nil {
+	snap, err := b.producerSnapshot(ctx, man.Segments[len(man.Segments)-1])
+	if err != nil || snap == nil {
 		return err
 	}
 	return l.RestoreProducers(snap)
+}
+
+// producerSnapshot is the idempotent-producer state stored with a tiered
+// segment (as of its end), or nil if it has none.
+func (b *Broker) producerSnapshot(ctx context.Context, seg tiering.RemoteSegment) ([]byte, error) {
+	f, err := tiering.ReadFooter(ctx, b.bucket, seg.Key, seg.Size)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := f.Part(tiering.PartProducers); !ok {
+		return nil, nil
+	}
+	return tiering.ReadPart(ctx, b.bucket, seg.Key, f, tiering.PartProducers)
+}
+
+// producersBefore is the producer state of a tiered partition as of
+// offset off, from the tiered segment that ends there (nil if none does):
+// what a follower's copy started at off needs, so that it recognises the
+// retries of batches just below it if it comes to lead (Kafka's followers
+// rebuild it from remote storage the same way).
+func (b *Broker) producersBefore(ctx context.Context, topicID string, p int32, off int64) ([]byte, error) {
+	man, _, err := (tiering.ManifestStore{Bucket: b.bucket}).Load(ctx, topicID, p)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(man.Segments) - 1; i >= 0; i-- {
+		if seg := man.Segments[i]; seg.NextOffset == off {
+			return b.producerSnapshot(ctx, seg)
+		} else if seg.NextOffset < off {
+			break
+		}
+	}
+	return nil, nil
 }
 
 // tieredSegments lists a partition's segments in the bucket, in order.
