@@ -6,7 +6,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tiercel/tiercel/internal/brokertest"
 	"github.com/tiercel/tiercel/internal/recordbatch"
@@ -23,20 +22,10 @@ func produceSeq(t *testing.T, addr, topic string, pid int64, seq int32) (int16, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := kmsg.NewPtrProduceRequest()
-	req.Acks, req.TimeoutMillis = -1, 30000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = b
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	cl := client(t, addr, kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DisableIdempotentWrite())
-	raw, err := cl.SeedBrokers()[0].Request(ctx(t), req)
+	p, err := brokertest.ProduceBatch(ctx(t), addr, topic, -1, b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := raw.(*kmsg.ProduceResponse).Topics[0].Partitions[0]
 	return p.ErrorCode, p.BaseOffset
 }
 

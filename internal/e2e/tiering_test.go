@@ -364,15 +364,7 @@ func TestTieringKeepsProducerState(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req := kmsg.NewPtrProduceRequest()
-		req.Acks, req.TimeoutMillis = -1, 10000
-		rt := kmsg.NewProduceRequestTopic()
-		rt.Topic = topic
-		rp := kmsg.NewProduceRequestTopicPartition()
-		rp.Records = batch
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
-		resp, err := req.RequestWith(ctx, cl)
+		resp, err := brokertest.ProduceRequest(topic, -1, batch).RequestWith(ctx, cl)
 		if err != nil {
 			t.Fatal(err)
 		}
