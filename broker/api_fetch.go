@@ -103,6 +103,12 @@ type fetchFrom struct {
 	replicaID    int32
 	replicaEpoch int64 // a follower's broker epoch (Fetch v15+), -1 unknown
 	rack         string
+	// again: a parked fetch read again after a wake-up. A follower's
+	// position is recorded once per fetch, when it arrives: recorded on
+	// every wake-up, a fetch parked before the follower left the ISR at
+	// shutdown would show it caught up afterwards, and it would be taken
+	// back in.
+	again bool
 }
 
 func fetcherOf(req *kmsg.FetchRequest) fetchFrom {
@@ -132,6 +138,7 @@ func (b *Broker) fetchInto(ctx context.Context, req *kmsg.FetchRequest, resp *km
 		var total int
 		var hasError bool
 		results, total, hasError = b.readParts(ctx, parts, maxTotal, from, req.Version >= 11)
+		from.again = true
 		return total >= int(req.MinBytes) || hasError || !time.Now().Before(deadline) || ctx.Err() != nil || b.draining.Load()
 	})
 	b.buildFetchResponse(resp, parts, results, incremental, byID)
@@ -247,7 +254,13 @@ func (b *Broker) readForFollower(ctx context.Context, t *topic, l *storage.Log, 
 		r.code, r.hw = kerr.OffsetOutOfRange.Code, l.HighWatermark()
 		return true
 	}
-	hw, err := lr.fetched(from.replicaID, from.replicaEpoch, p.offset, b.replNow())
+	var hw int64
+	var err error
+	if from.again {
+		hw = lr.highWatermark()
+	} else {
+		hw, err = lr.fetched(from.replicaID, from.replicaEpoch, p.offset, b.replNow())
+	}
 	r.hw = hw
 	switch {
 	case errors.Is(err, replica.ErrOffsetOutOfRange):

@@ -98,8 +98,8 @@ func (b *Broker) syncFetchers() {
 	for id, parts := range want {
 		f := b.repl.fetchers[id]
 		if f == nil {
-			if addrs[id] == "" || b.draining.Load() {
-				continue // not live: the next reconcile after it joins starts it
+			if addrs[id] == "" || b.draining.Load() || b.movingOut.Load() {
+				continue // not live (the next reconcile after it joins starts it), or shutting down
 			}
 			f = b.newFetcher(id, addrs[id])
 			if f == nil {

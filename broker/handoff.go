@@ -29,7 +29,14 @@ func (b *Broker) handOff(ctx context.Context) {
 	if len(targets) == 0 || !b.leading() {
 		return // alone, or replaced already (its lease lost)
 	}
-	b.movingOut.Store(true) // no produce is taken from here on
+	// No produce is taken from here on, and no replica fetcher starts.
+	b.movingOut.Store(true)
+	// Stop copying, then leave the ISRs of the partitions followed here
+	// (Kafka's controlled shutdown): a fetch after the leave would show
+	// their leaders this broker caught up again, and they would take it
+	// back in. The partitions handed over below leave with their handoff.
+	b.stopFetchers()
+	b.leaveISRs(ctx)
 	var moves []partitionMove
 	for _, t := range b.ledTopics() {
 		if !b.tiered(t.meta) && !t.meta.replicated() {
@@ -42,7 +49,6 @@ func (b *Broker) handOff(ctx context.Context) {
 		}
 	}
 	b.handOffPartitions(ctx, moves)
-	b.leaveISRs(ctx)
 }
 
 // handOffPartitions moves partitions led here to other brokers without

@@ -152,6 +152,16 @@ func (lr *leaderRepl) fetched(follower int32, brokerEpoch, offset int64, now tim
 	return hw, err
 }
 
+// highWatermark is the high watermark after the latest appends.
+func (lr *leaderRepl) highWatermark() int64 {
+	lr.mu.Lock()
+	lr.st.Appended(lr.log.EndOffset())
+	hw := lr.st.HighWatermark()
+	lr.mu.Unlock()
+	lr.log.SetReplicaHighWatermark(hw)
+	return hw
+}
+
 // watchISR proposes ISR changes of the partitions led here, every
 // tiercel.replica.isr.check.ms, until stop.
 func (b *Broker) watchISR(stop <-chan struct{}) {

@@ -99,6 +99,14 @@ func replicatedTopic(t *testing.T, sets ...string) {
 		}
 		return true
 	})
+	// It stays out: its fetchers stopped before it left, so its leaders
+	// saw no fetch that would take it back in (two ISR checks later).
+	time.Sleep(2500 * time.Millisecond)
+	for _, part := range partitionsOf(t, addrs[0], "r") {
+		if slices.Contains(part.ISR, 3) {
+			t.Fatalf("partition %d: the stopped broker 3 is back in the ISR %v", part.Partition, part.ISR)
+		}
+	}
 	sent.produce(t, p, 300, 600)
 	sent.check(t, consume(t, addrs[1], "r", 600))
 
