@@ -285,20 +285,14 @@ func (b *Broker) producerSnapshot(ctx context.Context, seg tiering.RemoteSegment
 // offset off, from the tiered segment that ends there (nil if none does):
 // what a follower's copy started at off needs, so that it recognises the
 // retries of batches just below it if it comes to lead (Kafka's followers
-// rebuild it from remote storage the same way).
+// rebuild it from remote storage the same way). The segment is found in
+// this broker's copy of the manifest, read again if it does not reach off.
 func (b *Broker) producersBefore(ctx context.Context, topicID string, p int32, off int64) ([]byte, error) {
-	man, _, err := (tiering.ManifestStore{Bucket: b.bucket}).Load(ctx, topicID, p)
-	if err != nil {
+	seg, _, found, err := b.views.Find(ctx, topicID, p, off-1, off)
+	if err != nil || !found || seg.NextOffset != off {
 		return nil, err
 	}
-	for i := len(man.Segments) - 1; i >= 0; i-- {
-		if seg := man.Segments[i]; seg.NextOffset == off {
-			return b.producerSnapshot(ctx, seg)
-		} else if seg.NextOffset < off {
-			break
-		}
-	}
-	return nil, nil
+	return b.producerSnapshot(ctx, seg)
 }
 
 // tieredSegments lists a partition's segments in the bucket, in order.
