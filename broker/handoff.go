@@ -98,9 +98,7 @@ func (b *Broker) handOffPartitions(ctx context.Context, moves []partitionMove) {
 		if m.t.meta.replicated() {
 			// Parked: only records below the high watermark are uploaded,
 			// so let the followers fetch the last ones first.
-			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err = b.waitReplicated(wctx, l, l.EndOffset())
-			cancel()
+			err = b.waitFollowersCaughtUp(ctx, l)
 		}
 		if err == nil {
 			err = l.Roll()

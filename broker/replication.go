@@ -243,6 +243,19 @@ func (b *Broker) waitReplicated(ctx context.Context, l *storage.Log, end int64) 
 	return err
 }
 
+// handoffWait bounds how long a leader letting go of a replicated
+// partition (handoff, park) waits for its followers to fetch the tail.
+const handoffWait = 5 * time.Second
+
+// waitFollowersCaughtUp waits, at most handoffWait, until the high
+// watermark of l reaches its end: produces are stopped, and the in-sync
+// followers fetch the last records.
+func (b *Broker) waitFollowersCaughtUp(ctx context.Context, l *storage.Log) error {
+	ctx, cancel := context.WithTimeout(ctx, handoffWait)
+	defer cancel()
+	return b.waitReplicated(ctx, l, l.EndOffset())
+}
+
 // replicatedHandoff is the leader change that moves a replicated partition
 // led here to m.to, or to another live in-sync replica if m.to is not one
 // (Kafka's controlled shutdown): nothing is uploaded, since the new leader
@@ -269,10 +282,7 @@ func (b *Broker) replicatedHandoff(ctx context.Context, m partitionMove) *metalo
 		return nil
 	}
 	l := m.t.logs[m.p]
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err := b.waitReplicated(wctx, l, l.EndOffset())
-	cancel()
-	if err != nil {
+	if err := b.waitFollowersCaughtUp(ctx, l); err != nil {
 		b.logger.Warn("handoff: followers did not fetch the last records in time; records not acknowledged to acks=all may be lost",
 			"topic", m.t.meta.Name, "partition", m.p, "end", l.EndOffset(), "high_watermark", l.HighWatermark())
 	}
