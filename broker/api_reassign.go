@@ -120,27 +120,17 @@ func (b *Broker) handleAlterPartitionAssignments(req *kmsg.AlterPartitionAssignm
 // and returns the op that starts (or, back to the original replicas,
 // cancels) the reassignment: the replicas must be live brokers, each once.
 func (b *Broker) checkReplicaTarget(m *topicMeta, p int32, target []int32, live map[int32]bool) (int16, string, *metalog.Op) {
-	switch {
-	case len(target) == 0:
-		return kerr.InvalidReplicaAssignment.Code, "no replicas", nil
-	case len(target) != len(slices.Compact(slices.Sorted(slices.Values(target)))):
-		return kerr.InvalidReplicaAssignment.Code, fmt.Sprintf("replicas %v name a broker twice", target), nil
+	if problem := replicaListProblem(target, live); problem != "" {
+		return kerr.InvalidReplicaAssignment.Code, problem, nil
 	}
-	for _, r := range target {
-		if !live[r] {
-			return kerr.InvalidReplicaAssignment.Code, fmt.Sprintf("broker %d is not live", r), nil
-		}
-	}
-	if _, ok := m.Reassigning[p]; !ok && slices.Equal(m.Replicas[p], target) {
+	r, inProgress := m.Reassigning[p]
+	if !inProgress && slices.Equal(m.Replicas[p], target) {
 		return 0, "", nil // already there
 	}
-	orig := m.Replicas[p]
-	if r, ok := m.Reassigning[p]; ok {
-		orig = r.Original
-	}
-	if leader := m.Leaders[p].Broker; leader >= 0 && !slices.Contains(target, leader) && !slices.Contains(orig, leader) {
-		// Replicas end up as target ∪ original: the leader must stay one.
-		return kerr.InvalidReplicaAssignment.Code, fmt.Sprintf("the partition is led by broker %d, added by the reassignment in progress: include it, or wait for that reassignment to finish", leader), nil
+	if leader := m.Leaders[p].Broker; leader >= 0 {
+		if next, _, _ := metalog.NextReplicas(m.Replicas[p], r, inProgress, target); !slices.Contains(next, leader) {
+			return kerr.InvalidReplicaAssignment.Code, fmt.Sprintf("the partition is led by broker %d, added by the reassignment in progress: include it, or wait for that reassignment to finish", leader), nil
+		}
 	}
 	return 0, "", reassignOp(m, p, target)
 }

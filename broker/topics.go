@@ -276,24 +276,34 @@ func (b *Broker) checkAssignment(assignment [][]int32) error {
 	if assignment == nil {
 		return nil
 	}
-	live := map[int32]bool{}
-	for _, lb := range b.liveBrokers() {
-		live[lb.id] = true
-	}
+	live := b.liveBrokerIDs()
 	for p, rs := range assignment {
 		if len(rs) == 0 || len(rs) != len(assignment[0]) {
 			return fmt.Errorf("%w: partition %d has %d replicas; every partition needs %d", errInvalidAssignment, p, len(rs), len(assignment[0]))
 		}
-		for i, r := range rs {
-			if !live[r] {
-				return fmt.Errorf("%w: broker %d (partition %d) is not live", errInvalidAssignment, r, p)
-			}
-			if slices.Contains(rs[:i], r) {
-				return fmt.Errorf("%w: broker %d appears twice in partition %d", errInvalidAssignment, r, p)
-			}
+		if problem := replicaListProblem(rs, live); problem != "" {
+			return fmt.Errorf("%w: partition %d: %s", errInvalidAssignment, p, problem)
 		}
 	}
 	return nil
+}
+
+// replicaListProblem says what is wrong with a partition's replica list,
+// or "": it names live brokers, each once (CreateTopics assignments,
+// reassignments).
+func replicaListProblem(rs []int32, live map[int32]bool) string {
+	if len(rs) == 0 {
+		return "no replicas"
+	}
+	for i, r := range rs {
+		if !live[r] {
+			return fmt.Sprintf("broker %d is not live", r)
+		}
+		if slices.Contains(rs[:i], r) {
+			return fmt.Sprintf("broker %d appears twice", r)
+		}
+	}
+	return ""
 }
 
 func (b *Broker) checkNewTopicName(name string) error {

@@ -65,34 +65,34 @@ func (s *State) checkReassign(c *ReassignReplicas) error {
 	if len(c.Target) == 0 || hasDuplicates(c.Target) || slices.ContainsFunc(c.Target, func(r int32) bool { return r < 0 }) {
 		return fmt.Errorf("%w: replicas %v for %s-%d", ErrInvalid, c.Target, c.Topic, c.Partition)
 	}
-	next, _ := reassigned(t, c.Partition, c.Target)
+	r, inProgress := t.Reassigning[c.Partition]
+	next, _, _ := NextReplicas(t.Replicas[c.Partition], r, inProgress, c.Target)
 	if leader := t.Leaders[c.Partition].Broker; leader >= 0 && !slices.Contains(next, leader) {
 		return fmt.Errorf("%w: %s-%d is led by broker %d, which would no longer be a replica", ErrInvalid, c.Topic, c.Partition, leader)
 	}
 	return nil
 }
 
-// reassigned is partition p's replica set once target is requested (the
-// target first, then the original replicas leaving) and the reassignment
-// left in progress (false: none, the target is the original set).
-func reassigned(t *Topic, p int32, target []int32) ([]int32, bool) {
-	orig := t.Replicas[p]
-	if r, ok := t.Reassigning[p]; ok {
-		orig = r.Original
+// NextReplicas is a partition's replicas once target is requested, given
+// its replicas now and the reassignment in progress (r, if inProgress):
+// the target first, then the original replicas leaving. original is what
+// a cancel goes back to; pending is false when target has the original
+// members (a cancel, or a new order: its first is the preferred leader).
+func NextReplicas(replicas []int32, r Reassignment, inProgress bool, target []int32) (next, original []int32, pending bool) {
+	original = replicas
+	if inProgress {
+		original = r.Original
 	}
-	if sameMembers(orig, target) {
-		return slices.Clone(target), false // in the order asked: its first is the preferred leader
+	if sameMembers(original, target) {
+		return slices.Clone(target), original, false
 	}
-	return append(slices.Clone(target), without(orig, target)...), true
+	return append(slices.Clone(target), without(original, target)...), original, true
 }
 
 func (s *State) applyReassign(c *ReassignReplicas) {
 	t := s.Topics[c.Topic]
-	orig := t.Replicas[c.Partition]
-	if r, ok := t.Reassigning[c.Partition]; ok {
-		orig = r.Original
-	}
-	next, pending := reassigned(t, c.Partition, c.Target)
+	r, inProgress := t.Reassigning[c.Partition]
+	next, orig, pending := NextReplicas(t.Replicas[c.Partition], r, inProgress, c.Target)
 	t.bump(c.Partition)
 	t.Replicas[c.Partition] = next
 	t.ISR[c.Partition] = slices.DeleteFunc(slices.Clone(t.ISR[c.Partition]), func(r int32) bool { return !slices.Contains(next, r) })
