@@ -17,27 +17,45 @@ import (
 // clean shutdown: produces stop, the followers fetch the tail, epoch + 1).
 // The leaving replicas then delete their copies (reconcile, deleteCopy).
 
-// driveReassignments completes the reassignments of partitions led here
-// whose target replicas are all in sync, and kicks the mover for those
-// that must change leader first. It runs with the ISR checks.
+// readyReassignment is a reassignment of a partition led here whose
+// target replicas are all in sync.
+type readyReassignment struct {
+	t *topic
+	p int32
+	r metalog.Reassignment
+}
+
+// readyReassignments lists the reassignments of partitions led here whose
+// target replicas are all in the ISR.
+func (b *Broker) readyReassignments() []readyReassignment {
+	var out []readyReassignment
+	for _, t := range b.ledTopics() {
+		for p, r := range t.meta.Reassigning {
+			if t.logs[p] != nil && allIn(r.Target, t.meta.ISR[p]) {
+				out = append(out, readyReassignment{t, p, r})
+			}
+		}
+	}
+	return out
+}
+
+// driveReassignments completes the ready reassignments of partitions led
+// here by a target replica, and kicks the mover for those that must
+// change leader first. It runs with the ISR checks.
 func (b *Broker) driveReassignments() {
 	if !b.leading() {
 		return
 	}
 	var ops []metalog.Op
 	handOver := false
-	for _, t := range b.ledTopics() {
-		for p, r := range t.meta.Reassigning {
-			if t.logs[p] == nil || !allIn(r.Target, t.meta.ISR[p]) {
-				continue
-			}
-			if !slices.Contains(r.Target, b.nodeID) {
-				handOver = true
-				continue
-			}
-			ops = append(ops, metalog.Op{CompleteReassignment: &metalog.CompleteReassignment{
-				Topic: t.meta.Name, ID: t.meta.ID, Partition: p, Expect: t.meta.Leaders[p], ExpectISR: slices.Clone(t.meta.ISR[p])}})
+	for _, ready := range b.readyReassignments() {
+		if !slices.Contains(ready.r.Target, b.nodeID) {
+			handOver = true
+			continue
 		}
+		m := ready.t.meta
+		ops = append(ops, metalog.Op{CompleteReassignment: &metalog.CompleteReassignment{
+			Topic: m.Name, ID: m.ID, Partition: ready.p, Expect: m.Leaders[ready.p], ExpectISR: slices.Clone(m.ISR[ready.p])}})
 	}
 	if handOver {
 		b.kickMover()
@@ -58,21 +76,19 @@ func (b *Broker) driveReassignments() {
 	}
 }
 
-// reassignmentHandovers are the partitions led here whose reassignment
-// waits for this broker, not a target replica, to hand the leadership to
-// the first live target replica.
+// reassignmentHandovers are the ready reassignments whose leader, this
+// broker, is not a target replica: each goes to its first live target
+// replica.
 func (b *Broker) reassignmentHandovers(live map[int32]bool) []partitionMove {
 	var moves []partitionMove
-	for _, t := range b.ledTopics() {
-		for p, r := range t.meta.Reassigning {
-			if t.logs[p] == nil || slices.Contains(r.Target, b.nodeID) || !allIn(r.Target, t.meta.ISR[p]) {
-				continue
-			}
-			for _, to := range r.Target {
-				if live[to] {
-					moves = append(moves, partitionMove{t: t, p: p, to: to})
-					break
-				}
+	for _, ready := range b.readyReassignments() {
+		if slices.Contains(ready.r.Target, b.nodeID) {
+			continue
+		}
+		for _, to := range ready.r.Target {
+			if live[to] {
+				moves = append(moves, partitionMove{t: ready.t, p: ready.p, to: to})
+				break
 			}
 		}
 	}
