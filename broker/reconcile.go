@@ -76,12 +76,7 @@ func newTopicMeta(t *metalog.Topic) *topicMeta {
 		}
 	}
 	m.PartitionEpochs = maps.Clone(t.PartitionEpochs)
-	for p, r := range t.Reassigning {
-		if m.Reassigning == nil {
-			m.Reassigning = map[int32]metalog.Reassignment{}
-		}
-		m.Reassigning[p] = metalog.Reassignment{Target: slices.Clone(r.Target), Original: slices.Clone(r.Original)}
-	}
+	m.Reassigning = metalog.CloneReassignments(t.Reassigning)
 	return m
 }
 

@@ -48,6 +48,18 @@ type CompleteReassignment struct {
 	ExpectISR []int32 `json:"expectIsr"`
 }
 
+// CloneReassignments is a deep copy (nil for nil).
+func CloneReassignments(rs map[int32]Reassignment) map[int32]Reassignment {
+	if rs == nil {
+		return nil
+	}
+	out := make(map[int32]Reassignment, len(rs))
+	for p, r := range rs {
+		out[p] = Reassignment{Target: slices.Clone(r.Target), Original: slices.Clone(r.Original)}
+	}
+	return out
+}
+
 // ReassigningOf is partition p's reassignment in progress, if any.
 func (t *Topic) ReassigningOf(p int32) (Reassignment, bool) {
 	r, ok := t.Reassigning[p]

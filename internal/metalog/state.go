@@ -594,12 +594,7 @@ func (s *State) Clone() State {
 			}
 		}
 		ct.PartitionEpochs = maps.Clone(t.PartitionEpochs)
-		if t.Reassigning != nil {
-			ct.Reassigning = make(map[int32]Reassignment, len(t.Reassigning))
-			for p, r := range t.Reassigning {
-				ct.Reassigning[p] = Reassignment{Target: slices.Clone(r.Target), Original: slices.Clone(r.Original)}
-			}
-		}
+		ct.Reassigning = CloneReassignments(t.Reassigning)
 		c.Topics[n] = &ct
 	}
 	for id, inc := range s.Brokers {
