@@ -181,13 +181,11 @@ func (b *Broker) takeOverOrphans() {
 			lw.missingAt[id] = attrs.Version
 		}
 		renewing := attrs.Version != lw.missingAt[id] // a crashed broker's lease stays as it was
+		// Only the process this broker saw live and then lost is fenced: a
+		// restarted one that gossip has not shown yet is not.
+		seen := lw.seenLive[id] == rec.Incarnation
 		lw.mu.Unlock()
 		if !expired {
-			// Only the process this broker saw live and then lost is
-			// fenced: a restarted one that gossip has not shown yet is not.
-			lw.mu.Lock()
-			seen := lw.seenLive[id] == rec.Incarnation
-			lw.mu.Unlock()
 			if fence && renewing && seen && !rec.Released {
 				b.fence(ctx, id, rec, attrs.Version)
 			}
