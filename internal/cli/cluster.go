@@ -256,24 +256,11 @@ type move struct {
 // replicas are the ones asked for, in that order.
 func moved(md *kmsg.MetadataResponse, moves []move) bool {
 	for _, m := range moves {
-		if fmt.Sprint(replicasOf(md, m.topic, m.partition)) != fmt.Sprint(m.replicas) {
+		if p := partitionOf(md, m.topic, m.partition); p == nil || !slices.Equal(p.Replicas, m.replicas) {
 			return false
 		}
 	}
 	return true
-}
-
-func replicasOf(md *kmsg.MetadataResponse, topic string, partition int32) []int32 {
-	for _, t := range md.Topics {
-		if t.Topic != nil && *t.Topic == topic {
-			for _, p := range t.Partitions {
-				if p.Partition == partition {
-					return p.Replicas
-				}
-			}
-		}
-	}
-	return nil
 }
 
 // reassign sends the moves and reports the first refusal.
@@ -346,29 +333,26 @@ func waitLeaders(ctx context.Context, cl *kgo.Client, done func(md *kmsg.Metadat
 	}
 }
 
-// partitionOf finds a partition in a metadata answer: its leader and
-// leader epoch, or -1, -1.
-func partitionOf(md *kmsg.MetadataResponse, topic string, partition int32) (leader, epoch int32) {
+// partitionOf finds a partition in a metadata answer (nil if absent).
+func partitionOf(md *kmsg.MetadataResponse, topic string, partition int32) *kmsg.MetadataResponseTopicPartition {
 	for _, t := range md.Topics {
 		if t.Topic != nil && *t.Topic == topic {
-			for _, p := range t.Partitions {
-				if p.Partition == partition {
-					return p.Leader, p.LeaderEpoch
+			for i := range t.Partitions {
+				if t.Partitions[i].Partition == partition {
+					return &t.Partitions[i]
 				}
 			}
 		}
 	}
-	return -1, -1
+	return nil
 }
 
-func leaderOf(md *kmsg.MetadataResponse, topic string, partition int32) int32 {
-	l, _ := partitionOf(md, topic, partition)
-	return l
-}
-
+// epochOf is a partition's leader epoch in a metadata answer, or -1.
 func epochOf(md *kmsg.MetadataResponse, topic string, partition int32) int32 {
-	_, e := partitionOf(md, topic, partition)
-	return e
+	if p := partitionOf(md, topic, partition); p != nil {
+		return p.LeaderEpoch
+	}
+	return -1
 }
 
 func clusterReassignCmd(g *Globals) *cobra.Command {
