@@ -124,7 +124,7 @@ func (l *Leader) FetchedAs(replica int32, brokerEpoch int64, offset int64, now t
 	}
 	if brokerEpoch >= 0 && f.epoch != brokerEpoch {
 		if f.epoch >= 0 {
-			f.leo, f.lastCaughtUp, f.lastFetchLeaderE = -1, -l.cfg.LagTime-1<<40, -1
+			f.leo, f.lastCaughtUp, f.lastFetchLeaderE = -1, l.neverCaughtUp(), -1
 		}
 		f.epoch = brokerEpoch
 	}
@@ -134,7 +134,7 @@ func (l *Leader) FetchedAs(replica int32, brokerEpoch int64, offset int64, now t
 		// (restarted on an empty disk, or lost unsynced writes), some of
 		// them maybe committed. Out of the ISR at the next proposal: it
 		// must not be elected before it has them again.
-		f.lastCaughtUp = -l.cfg.LagTime - 1<<40
+		f.lastCaughtUp = l.neverCaughtUp()
 	case offset >= l.leo:
 		f.lastCaughtUp = now
 	case offset >= f.lastFetchLeaderE:
@@ -217,12 +217,16 @@ func (l *Leader) Committed(isr []int32) {
 			// Out by the log's word (a broker that left the ISR as it shut
 			// down): it rejoins only after catching up again, not on the
 			// strength of its fetches from before.
-			f.lastCaughtUp = min(f.lastCaughtUp, -l.cfg.LagTime-1<<40)
+			f.lastCaughtUp = l.neverCaughtUp()
 		}
 	}
 	l.isr, l.pending = sorted(isr), nil
 	l.advance()
 }
+
+// neverCaughtUp is a last caught-up time that keeps a follower out of the
+// ISR until a fetch of its own catches up again.
+func (l *Leader) neverCaughtUp() time.Duration { return -l.cfg.LagTime - 1<<40 }
 
 // Epochs is the broker epochs of the given followers as of their last
 // fetches (those known).
