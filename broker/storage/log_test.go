@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -448,5 +449,45 @@ func TestProducerStateSurvivesDroppedSegmentsAndCrash(t *testing.T) {
 	}
 	if l2.EndOffset() != end {
 		t.Fatalf("log end %d after retries, want %d", l2.EndOffset(), end)
+	}
+}
+
+// TestTruncateDuringFsync: a truncation that removes the segment the
+// group-commit fsync is syncing closes its file under the fsync; the log
+// must go on (it once failed the partition with "bad file descriptor").
+func TestTruncateDuringFsync(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.SegmentBytes = 1024
+	faulty := vfs.NewFaulty(vfs.Default)
+	e := newEnv(faulty, t.TempDir(), cfg)
+	m := e.open(t)
+	defer m.Close()
+	l, _ := m.Create(tp0, [16]byte{}, cfg)
+	value := strings.Repeat("v", 600)
+	mustAppend(t, l, batch(t, value))
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	faulty.Inject(func(op vfs.Op, name string) error {
+		if op == vfs.OpSync && strings.HasSuffix(name, "00000000000000000001.log") {
+			once.Do(func() { close(entered); <-release })
+		}
+		return nil
+	})
+	if _, err := l.Append(batch(t, value), AppendOptions{}); err != nil { // rolls to segment 1
+		t.Fatal(err)
+	}
+	<-entered // the group commit is about to fsync segment 1
+	if err := l.TruncateTo(1); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if _, err := l.Append(batch(t, "after"), AppendOptions{}); err != nil {
+		t.Fatalf("append after the truncation: %v", err)
+	}
+	if err := l.Flush(); err != nil {
+		t.Fatalf("the log failed after a truncation during its fsync: %v", err)
+	}
+	if got := readAll(t, l, 0); len(got) != 2 || got[1] != "after" {
+		t.Fatalf("read %d values", len(got))
 	}
 }

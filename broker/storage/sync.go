@@ -2,7 +2,9 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 )
 
 // startSync runs the group-commit loop unless it is already running: every
@@ -35,6 +37,14 @@ func (l *Log) syncLoop() {
 		l.mu.Lock()
 		done := l.syncDone
 		l.syncDone = make(chan struct{})
+		if err != nil && (l.closed || gen != l.truncations && errors.Is(err, fs.ErrClosed)) {
+			// A truncation that removed the segment being synced closed
+			// its file (it fsynced what remains itself), or the log was
+			// closed: look again rather than fail the partition.
+			l.mu.Unlock()
+			close(done)
+			continue
+		}
 		if err != nil {
 			l.syncErr = err
 			l.syncing = false

@@ -27,13 +27,27 @@ func (osFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 // not its modification time, and skipping that journal write is cheaper.
 type osFile struct{ *os.File }
 
+// Sync is fdatasync, through SyscallConn so that the descriptor stays
+// valid if the file is closed meanwhile (a truncation removing the
+// segment): Fd would hand out a number that may already be closed, or be
+// another file's.
 func (f osFile) Sync() error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err != syscall.EINTR {
-			return err
-		}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return &fs.PathError{Op: "sync", Path: f.Name(), Err: fs.ErrClosed}
 	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			if serr = syscall.Fdatasync(int(fd)); serr != syscall.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		// Closed meanwhile: poll's error does not match fs.ErrClosed.
+		return &fs.PathError{Op: "sync", Path: f.Name(), Err: fs.ErrClosed}
+	}
+	return serr
 }
 
 func (osFS) Remove(name string) error                     { return os.Remove(name) }
