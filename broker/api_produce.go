@@ -100,7 +100,8 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) re
 					}
 				}
 			}
-			opts := storage.AppendOptions{LeaderEpoch: t.meta.Leaders[rp.Partition].Epoch}
+			// The request's buffer is this partition's alone from here on.
+			opts := storage.AppendOptions{LeaderEpoch: t.meta.Leaders[rp.Partition].Epoch, Retain: true}
 			if b.cfg.TopicValue(overrides, "message.timestamp.type") == "LogAppendTime" {
 				opts.LogAppendTime = nowMs()
 				sp.LogAppendTime = opts.LogAppendTime

@@ -45,7 +45,8 @@ type fetcher struct {
 	kick   chan struct{}
 	stop   chan struct{}
 	done   chan struct{}
-	cl     *kgo.Client
+	cl     *kgo.Client  // OffsetForLeaderEpoch
+	conn   *replicaConn // Fetch; used by run's goroutine only
 	addr   string
 }
 
@@ -130,7 +131,9 @@ func (b *Broker) newFetcher(leader int32, addr string) *fetcher {
 		return nil
 	}
 	f := &fetcher{b: b, leader: leader, parts: map[partitionKey]*followed{}, kick: make(chan struct{}, 1),
-		stop: make(chan struct{}), done: make(chan struct{}), cl: cl, addr: addr}
+		stop: make(chan struct{}), done: make(chan struct{}), cl: cl, addr: addr,
+		conn: newReplicaConn(addr, fmt.Sprintf("tiercel-replica-%d", b.nodeID),
+			max(b.cfg.Int64("socket.request.max.bytes"), 2*b.cfg.Int64("replica.fetch.response.max.bytes")))}
 	go f.run()
 	return f
 }
@@ -155,6 +158,7 @@ func (f *fetcher) close() {
 	close(f.stop)
 	<-f.done
 	f.cl.Close()
+	f.conn.close()
 }
 
 func (f *fetcher) snapshot() []*followed {
@@ -355,7 +359,7 @@ func (f *fetcher) fetch(ctx context.Context, parts []*followed) bool {
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
 	}
 	rctx, cancel := context.WithTimeout(ctx, time.Duration(req.MaxWaitMillis)*time.Millisecond+10*time.Second)
-	raw, err := f.cl.Broker(int(f.leader)).Request(rctx, req)
+	resp, err := f.conn.fetch(rctx, req)
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
@@ -363,7 +367,8 @@ func (f *fetcher) fetch(ctx context.Context, parts []*followed) bool {
 		}
 		return false
 	}
-	resp := raw.(*kmsg.FetchResponse)
+	// resp's record sets live in f.conn's buffer until the next fetch:
+	// everything below is done with them before this returns.
 	if resp.ErrorCode != 0 {
 		return false
 	}

@@ -43,6 +43,7 @@ type Log struct {
 	// truncations counts TruncateTo calls, so an fsync that began before
 	// one does not mark what was written after it durable.
 	truncations int64
+	tail        tailCache // the latest leader appends, for reads at the end
 }
 
 func (l *Log) active() *segment { return l.segs[len(l.segs)-1] }
@@ -176,6 +177,9 @@ func (l *Log) append(records []byte, opts AppendOptions, replica bool) (AppendRe
 	seg.size = pos
 	base := l.end
 	l.end = off
+	if opts.Retain && !replica {
+		l.tail.add(base, off, records, nowMs)
+	}
 	l.dirty = true
 	res := AppendResult{BaseOffset: base, LastOffset: off - 1, LogStartOffset: l.start}
 	if epochChanged {

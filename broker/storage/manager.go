@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tiercel/tiercel/internal/vfs"
@@ -36,6 +37,8 @@ type Manager struct {
 	// cleanStart: the directory held the clean-shutdown marker when it
 	// was opened (a new directory does not).
 	cleanStart bool
+
+	tailBudget *atomic.Int64 // bytes the tail caches may still take; nil: off
 }
 
 // CleanStart reports whether the previous process shut down cleanly: its
@@ -60,6 +63,14 @@ func OpenManager(fsys vfs.FS, dir string, opts ManagerOptions) (*Manager, error)
 		opts.Configs = func(TopicPartition) Config { return DefaultConfig() }
 	}
 	m := &Manager{fs: fsys, dir: dir, opts: opts, logger: opts.Logger, logs: map[TopicPartition]*Log{}, stop: make(chan struct{}), done: make(chan struct{})}
+	switch {
+	case opts.TailCacheBytes == 0:
+		m.tailBudget = new(atomic.Int64)
+		m.tailBudget.Store(defaultTailCacheBytes)
+	case opts.TailCacheBytes > 0:
+		m.tailBudget = new(atomic.Int64)
+		m.tailBudget.Store(opts.TailCacheBytes)
+	}
 	if err := fsys.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("storage: data directory %s: %w", dir, err)
 	}
@@ -256,6 +267,7 @@ func (l *Log) close() {
 		return
 	}
 	l.closed = true
+	l.tail.clear()
 	for _, s := range l.segs {
 		s.file.Close()
 	}
@@ -284,15 +296,22 @@ func (m *Manager) loop() {
 		case <-ret.C:
 			m.ApplyRetention()
 		case <-flush.C:
-			now := m.nowMs()
-			for _, l := range m.Logs() {
-				l.mu.Lock()
-				if l.cfg.FlushPolicy == FlushInterval && l.synced < l.end && now-l.lastFlush >= l.cfg.FlushMs {
-					l.startSync()
-				}
-				l.mu.Unlock()
-			}
+			m.tick()
 		}
+	}
+}
+
+// tick runs the interval flushes that are due and drops tail cache
+// entries below a moved log start or past their age.
+func (m *Manager) tick() {
+	now := m.nowMs()
+	for _, l := range m.Logs() {
+		l.mu.Lock()
+		if l.cfg.FlushPolicy == FlushInterval && l.synced < l.end && now-l.lastFlush >= l.cfg.FlushMs {
+			l.startSync()
+		}
+		l.tail.dropBelow(l.start, now-tailCacheMaxAgeMs)
+		l.mu.Unlock()
 	}
 }
 

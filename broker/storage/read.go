@@ -23,6 +23,11 @@ func (l *Log) segmentFor(offset int64) (*segment, int) {
 // most maxBytes unless the first batch alone is larger (it is then returned
 // whole, as Kafka does), and none with offsets at or above maxOffset.
 func (l *Log) Read(offset int64, maxBytes int32, maxOffset int64) (ReadResult, error) {
+	return l.read(offset, maxBytes, maxOffset, true)
+}
+
+// read is Read; fromTail=false always reads the segment (tests compare).
+func (l *Log) read(offset int64, maxBytes int32, maxOffset int64, fromTail bool) (ReadResult, error) {
 	l.mu.Lock()
 	res := ReadResult{HighWatermark: l.hw(), StartOffset: l.start, EndOffset: l.end}
 	if offset < l.start || offset > l.end {
@@ -33,15 +38,23 @@ func (l *Log) Read(offset int64, maxBytes int32, maxOffset int64) (ReadResult, e
 		l.mu.Unlock()
 		return res, nil
 	}
+	if fromTail {
+		if records, ok := l.tail.read(offset, maxBytes, maxOffset); ok {
+			l.mu.Unlock()
+			res.Records = records
+			return res, nil
+		}
+	}
 	seg, i := l.segmentFor(offset)
 	if offset >= seg.next && i+1 < len(l.segs) {
 		seg = l.segs[i+1]
 	}
-	pos, limit, file, path := seg.lookup(offset), seg.size, seg.file, seg.logPath()
+	pos, limit, file := seg.lookup(offset), seg.size, seg.file
 	l.mu.Unlock()
 
 	records, err := readBatches(file, pos, limit, offset, maxBytes, maxOffset)
 	if err != nil {
+		path := seg.logPath() // only now: it allocates, and reads are hot
 		if errors.Is(err, ErrCorruptLog) {
 			return res, fmt.Errorf("%s: %w", path, err)
 		}

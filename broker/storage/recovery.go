@@ -48,7 +48,7 @@ type recoveryInfo struct {
 // openLog opens an existing partition directory, scanning and truncating
 // only the tail after the recovery point.
 func (m *Manager) openLog(tp TopicPartition, dir string, cfg Config, ri recoveryInfo) (*Log, error) {
-	l := &Log{tp: tp, dir: dir, fs: m.fs, m: m, cfg: cfg, producers: newProducerState(), syncDone: make(chan struct{}), savedHW: ri.highWatermark}
+	l := &Log{tp: tp, dir: dir, fs: m.fs, m: m, cfg: cfg, producers: newProducerState(), syncDone: make(chan struct{}), savedHW: ri.highWatermark, tail: tailCache{budget: m.tailBudget}}
 	if b, err := vfs.ReadFile(m.fs, filepath.Join(dir, partitionMetadataFile)); err == nil {
 		if id, err := parsePartitionMetadata(b); err == nil {
 			l.topicID = id

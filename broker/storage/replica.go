@@ -109,6 +109,7 @@ func (l *Log) truncateLocked(offset int64) error {
 		seg.maxTS, seg.maxTSOff = seg.times[n-1].ts, seg.base+int64(seg.times[n-1].rel)
 	}
 	l.end = end
+	l.tail.clear()
 	l.truncations++
 	l.synced = min(l.synced, end)
 	l.replHW = min(l.replHW, end)

@@ -87,6 +87,10 @@ type ManagerOptions struct {
 	// Configs returns the current Config for a partition found on disk at
 	// open; nil means DefaultConfig.
 	Configs func(tp TopicPartition) Config
+	// TailCacheBytes bounds the memory of all logs' tail caches (the
+	// latest appends, kept for reads at the end of the log); 0 means
+	// 64 MiB, negative turns the cache off.
+	TailCacheBytes int64
 }
 
 // AppendOptions qualify one append.
@@ -95,6 +99,9 @@ type AppendOptions struct {
 	// LogAppendTime, when non-zero, stamps every batch with this time (ms)
 	// (message.timestamp.type=LogAppendTime).
 	LogAppendTime int64
+	// Retain: the caller never changes records after the append, so the
+	// log may keep them in its tail cache and serve reads from them.
+	Retain bool
 }
 
 // AppendResult is where an append landed.

@@ -119,6 +119,7 @@ func (l *Log) DeleteRecordsBefore(offset int64) (int64, error) {
 	}
 	l.start = offset
 	l.dropSegmentsBelowStart()
+	l.tail.dropBelow(offset, 0)
 	l.dirty = true
 	l.mu.Unlock()
 	if err := l.m.writeLogStartCheckpoint(); err != nil {
