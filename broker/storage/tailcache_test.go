@@ -191,3 +191,24 @@ func TestTailCacheKeepsNothingUnretained(t *testing.T) {
 		t.Fatal("a retained append's bytes were not served from the cache")
 	}
 }
+
+// TestTailCacheOff: with a negative budget (tiercel.log.tail.cache.bytes=0)
+// every read comes from the segment.
+func TestTailCacheOff(t *testing.T) {
+	e := newEnv(vfs.Default, t.TempDir(), DefaultConfig())
+	e.opts.TailCacheBytes = -1
+	m := e.open(t)
+	defer m.Close()
+	l, _ := m.Create(tp0, [16]byte{}, DefaultConfig())
+	kept := batch(t, "kept")
+	if _, err := l.Append(kept, AppendOptions{Retain: true}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := l.Read(0, 1<<20, 1)
+	if err != nil || len(res.Records) == 0 {
+		t.Fatalf("read: %v", err)
+	}
+	if &res.Records[0] == &kept[0] {
+		t.Fatal("served from the cache although it is off")
+	}
+}

@@ -91,6 +91,7 @@ var brokerOnlyDefs = []Def{
 	{Name: "remote.log.manager.copier.thread.pool.size", Type: TypeInt, Default: "10", Doc: "concurrent segment uploads and remote retention jobs", Validate: longAtLeast(1)},
 	{Name: "remote.log.reader.threads", Type: TypeInt, Default: "10", Doc: "concurrent remote reads serving fetches below the local log (a separate pool: never delays local reads)", Validate: longAtLeast(1)},
 	{Name: "remote.fetch.max.wait.ms", Type: TypeInt, Default: "500", Doc: "longest a fetch waits for remote reads; partitions not read by then come back empty and the read goes on into the cache", Validate: longAtLeast(1)},
+	{Name: "tiercel.log.tail.cache.bytes", Type: TypeLong, Default: "67108864", Doc: "Tiercel: memory for the latest appends of the partitions led here (at most 16 MiB each, 30 s), kept as the producers sent them so that followers and consumers at the end of the log are served without reading it back; 0 disables", Validate: longAtLeast(0)},
 	{Name: "tiercel.remote.chunk.bytes", Type: TypeInt, Default: "4194304", Doc: "Tiercel: size of one ranged GET (and cache entry) when reading tiered segments", Validate: longAtLeast(4096)},
 	{Name: "tiercel.remote.cache.bytes", Type: TypeLong, Default: "1073741824", Doc: "Tiercel: on-disk cache of tiered chunks under log.dirs/remote-cache (least recently used out first)", Validate: longAtLeast(0)},
 	{Name: "tiercel.remote.read.ahead.chunks", Type: TypeInt, Default: "2", Doc: "Tiercel: chunks fetched ahead of a sequential consumer of tiered data", Validate: longAtLeast(0)},
