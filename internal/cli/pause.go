@@ -152,7 +152,9 @@ func everyBrokersView(ctx context.Context, cl *kgo.Client) (map[string]kmsg.Meta
 	for _, b := range md.Brokers {
 		resp, err := cl.Broker(int(b.NodeID)).Request(ctx, kmsg.NewPtrMetadataRequest())
 		if err != nil {
-			return nil, err
+			// A broker just stopped may still be listed: its partitions
+			// show as offline in the others' views, which is the answer.
+			continue
 		}
 		add(resp.(*kmsg.MetadataResponse))
 	}
