@@ -491,3 +491,27 @@ func TestTruncateDuringFsync(t *testing.T) {
 		t.Fatalf("read %d values", len(got))
 	}
 }
+
+// TestTruncateIntoBatchBelowStart: a log started mid-batch (DeleteRecords)
+// truncated at an offset of that batch is out of range (the follower
+// starts its copy again there) rather than left ending before its start.
+func TestTruncateIntoBatchBelowStart(t *testing.T) {
+	e := newEnv(vfs.Default, t.TempDir(), DefaultConfig())
+	m := e.open(t)
+	defer m.Close()
+	l, _ := m.Create(tp0, [16]byte{}, DefaultConfig())
+	mustAppend(t, l, batch(t, "a", "b", "c", "d")) // offsets 0-3
+	mustAppend(t, l, batch(t, "e"))                // offset 4
+	if _, err := l.DeleteRecordsBefore(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.TruncateTo(3); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("truncate into the batch holding the log start: %v, want ErrOffsetOutOfRange", err)
+	}
+	if start, end := l.StartOffset(), l.EndOffset(); start != 2 || end != 5 {
+		t.Fatalf("log %d-%d after the refused truncation, want 2-5", start, end)
+	}
+	if err := l.TruncateTo(4); err != nil || l.EndOffset() != 4 {
+		t.Fatalf("truncate at a batch boundary: %v, end %d", err, l.EndOffset())
+	}
+}

@@ -68,6 +68,15 @@ func (l *Log) TruncateTo(offset int64) error {
 		l.mu.Unlock()
 		return fmt.Errorf("%w: truncating %s-%d to %d, below its start %d", ErrOffsetOutOfRange, l.tp.Topic, l.tp.Partition, offset, l.start)
 	}
+	// Truncation keeps whole batches: if the batch holding offset began
+	// below the log start (DeleteRecords can start a log mid-batch), what
+	// would be left ends before the log starts.
+	if seg, _ := l.segmentFor(offset); offset > l.start {
+		if _, base, err := seg.batchAt(offset); err == nil && base < l.start {
+			l.mu.Unlock()
+			return fmt.Errorf("%w: truncating %s-%d to %d cuts the batch at %d, below its start %d", ErrOffsetOutOfRange, l.tp.Topic, l.tp.Partition, offset, base, l.start)
+		}
+	}
 	err := l.truncateLocked(offset)
 	l.mu.Unlock()
 	if err != nil {
