@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"math/rand"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tiercel/tiercel/internal/recordbatch"
 	"github.com/tiercel/tiercel/internal/vfs"
@@ -25,6 +27,10 @@ func TestTailCacheAgainstSegments(t *testing.T) {
 		cfg.SegmentBytes = 8 << 10
 		cfg.IndexIntervalBytes = 512
 		e := newEnv(vfs.Default, t.TempDir(), cfg)
+		// The clock moves while sync goroutines read it.
+		var now atomic.Int64
+		now.Store(e.now)
+		e.opts.Now = func() time.Time { return time.UnixMilli(now.Load()) }
 		const budget = 12 << 10
 		e.opts.TailCacheBytes = budget
 		m := e.open(t)
@@ -77,7 +83,7 @@ func TestTailCacheAgainstSegments(t *testing.T) {
 					}
 				}
 			case r < 52:
-				e.now += tailCacheMaxAgeMs / 2
+				now.Add(tailCacheMaxAgeMs / 2)
 				m.tick()
 			default:
 				start, end := l.StartOffset(), l.EndOffset()
