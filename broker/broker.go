@@ -182,7 +182,7 @@ func New(opts Options) (*Broker, error) {
 		CheckpointInterval:     time.Duration(cfg.Int64("log.flush.offset.checkpoint.interval.ms")) * time.Millisecond,
 		RetentionCheckInterval: time.Duration(cfg.Int64("log.retention.check.interval.ms")) * time.Millisecond,
 		OnAdvance:              func(tp storage.TopicPartition, _ int64) { b.waiters.notify(tp) },
-		TailCacheBytes:         tailCacheBytes(cfg.Int64("tiercel.log.tail.cache.bytes")),
+		TailCacheBytes:         cfg.Int64("tiercel.log.tail.cache.bytes"),
 		Configs: func(tp storage.TopicPartition) storage.Config {
 			return b.storageConfig(metas[tp.Topic])
 		},
@@ -378,13 +378,4 @@ func (b *Broker) storageConfig(overrides map[string]string) storage.Config {
 // losing keys to time or size retention (locally or in the bucket).
 func (b *Broker) keptWhole(overrides map[string]string) bool {
 	return !strings.Contains(b.cfg.TopicValue(overrides, "cleanup.policy"), "delete")
-}
-
-// tailCacheBytes maps the config (0 = off) to storage's option (0 = its
-// default, negative = off).
-func tailCacheBytes(v int64) int64 {
-	if v == 0 {
-		return -1
-	}
-	return v
 }

@@ -20,7 +20,6 @@ import (
 // per response, for every replicated byte.
 type replicaConn struct {
 	addr     string
-	clientID string
 	maxBytes int64 // a response frame larger than this is refused
 
 	nc      net.Conn
@@ -35,7 +34,7 @@ type replicaConn struct {
 const keptBufferMax = 64 << 20
 
 func newReplicaConn(addr, clientID string, maxBytes int64) *replicaConn {
-	return &replicaConn{addr: addr, clientID: clientID, maxBytes: maxBytes, fmt: kmsg.NewRequestFormatter(kmsg.FormatterClientID(clientID))}
+	return &replicaConn{addr: addr, maxBytes: maxBytes, fmt: kmsg.NewRequestFormatter(kmsg.FormatterClientID(clientID))}
 }
 
 // fetch sends req and returns the leader's answer. The response's record

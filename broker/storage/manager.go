@@ -63,11 +63,7 @@ func OpenManager(fsys vfs.FS, dir string, opts ManagerOptions) (*Manager, error)
 		opts.Configs = func(TopicPartition) Config { return DefaultConfig() }
 	}
 	m := &Manager{fs: fsys, dir: dir, opts: opts, logger: opts.Logger, logs: map[TopicPartition]*Log{}, stop: make(chan struct{}), done: make(chan struct{})}
-	switch {
-	case opts.TailCacheBytes == 0:
-		m.tailBudget = new(atomic.Int64)
-		m.tailBudget.Store(defaultTailCacheBytes)
-	case opts.TailCacheBytes > 0:
+	if opts.TailCacheBytes > 0 {
 		m.tailBudget = new(atomic.Int64)
 		m.tailBudget.Store(opts.TailCacheBytes)
 	}

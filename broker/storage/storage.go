@@ -88,8 +88,8 @@ type ManagerOptions struct {
 	// open; nil means DefaultConfig.
 	Configs func(tp TopicPartition) Config
 	// TailCacheBytes bounds the memory of all logs' tail caches (the
-	// latest appends, kept for reads at the end of the log); 0 means
-	// 64 MiB, negative turns the cache off.
+	// latest appends, kept for reads at the end of the log); 0 turns the
+	// cache off (tiercel.log.tail.cache.bytes).
 	TailCacheBytes int64
 }
 

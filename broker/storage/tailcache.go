@@ -20,10 +20,8 @@ import (
 // entries older than tailCacheMaxAgeMs are dropped by the Manager's loop so
 // that idle partitions do not hold the budget.
 const (
-	tailCacheLogBytes       = 16 << 20
-	defaultTailCacheBytes   = 64 << 20
-	tailCacheMaxAgeMs       = 30_000
-	tailCacheDisabledBudget = -1
+	tailCacheLogBytes = 16 << 20
+	tailCacheMaxAgeMs = 30_000
 )
 
 type tailChunk struct {

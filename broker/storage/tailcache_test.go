@@ -175,6 +175,7 @@ func checkTailRead(t *testing.T, got, want []byte, off int64, maxBytes int32, ma
 // caller may reuse the buffer) never reaches the cache.
 func TestTailCacheKeepsNothingUnretained(t *testing.T) {
 	e := newEnv(vfs.Default, t.TempDir(), DefaultConfig())
+	e.opts.TailCacheBytes = 1 << 20
 	m := e.open(t)
 	defer m.Close()
 	l, _ := m.Create(tp0, [16]byte{}, DefaultConfig())
@@ -198,11 +199,11 @@ func TestTailCacheKeepsNothingUnretained(t *testing.T) {
 	}
 }
 
-// TestTailCacheOff: with a negative budget (tiercel.log.tail.cache.bytes=0)
-// every read comes from the segment.
+// TestTailCacheOff: with no budget (tiercel.log.tail.cache.bytes=0) every
+// read comes from the segment.
 func TestTailCacheOff(t *testing.T) {
 	e := newEnv(vfs.Default, t.TempDir(), DefaultConfig())
-	e.opts.TailCacheBytes = -1
+	e.opts.TailCacheBytes = 0
 	m := e.open(t)
 	defer m.Close()
 	l, _ := m.Create(tp0, [16]byte{}, DefaultConfig())
