@@ -181,6 +181,12 @@ func replicationCrashes(t *testing.T, brokers, partitions int) {
 						break
 					}
 				}
+				// In sync is not yet live everywhere: a broker restarted in
+				// cycle 4 may still be joining another's gossip view, and
+				// a reassignment names live brokers only.
+				for _, a := range addrs {
+					waitBrokers(t, a, brokers)
+				}
 				req := kadm.AlterPartitionAssignmentsReq{}
 				req.Assign(topic, 0, reassigned.target)
 				victim := int(reassigned.from) - 1
