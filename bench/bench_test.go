@@ -27,6 +27,15 @@ func TestLimiterPaces(t *testing.T) {
 	if d := time.Since(start); d < 95*time.Millisecond {
 		t.Fatalf("21 events at 5 ms each took %v; the limiter does not pace", d)
 	}
+	// Events far shorter than a tick go in bursts, still at the rate.
+	l = &limiter{start: time.Now(), perEvent: 10 * time.Microsecond}
+	start = time.Now()
+	for i := 0; i < 3001; i++ {
+		l.wait()
+	}
+	if d := time.Since(start); d < 30*time.Millisecond-limiterTick {
+		t.Fatalf("3001 events at 10 µs each took %v; the limiter does not pace", d)
+	}
 }
 
 func TestDiskAppendProbe(t *testing.T) {

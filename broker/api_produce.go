@@ -60,6 +60,9 @@ func (b *Broker) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) re
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
+			if k := b.knob().ProduceLookedUp; k != nil {
+				k(rt.Topic, rp.Partition)
+			}
 			if t.logs[rp.Partition] == nil || b.movingOut.Load() || b.isMoving(rt.Topic, rp.Partition) || !b.leading() {
 				sp.ErrorCode = kerr.NotLeaderForPartition.Code
 				st.Partitions = append(st.Partitions, sp)

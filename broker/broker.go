@@ -40,11 +40,15 @@ type Options struct {
 	Bucket objstore.Bucket
 	// ObjstoreMeter, if set, records object-store requests by operation.
 	ObjstoreMeter metric.Meter
+	// Knobs hold requests and handoffs at chosen points in tests; nil in
+	// production.
+	Knobs *Knobs
 }
 
 // Broker is one running Kafka-compatible broker.
 type Broker struct {
 	cfg     *config.Broker
+	knobs   *Knobs
 	fs      vfs.FS
 	logger  *slog.Logger
 	metrics *telemetry.BrokerMetrics
@@ -82,6 +86,7 @@ type Broker struct {
 	pidEnd  int64      // end of the block reserved in the metadata log
 
 	produceGate sync.RWMutex // read-held by every produce's appends; see handOff
+	handoffMu   sync.Mutex   // one handOffPartitions at a time
 	movingOut   atomic.Bool  // shutting down with a handoff: produces get NOT_LEADER_OR_FOLLOWER
 	repl        replication  // replicated partitions: leader states and follower fetchers
 	moving      sync.Map     // partitionKey -> true: being handed over, produces refused
@@ -128,7 +133,7 @@ func New(opts Options) (*Broker, error) {
 	}
 	cfg := opts.Config
 	b := &Broker{
-		cfg: cfg, fs: opts.FS, logger: opts.Logger, metrics: opts.Metrics,
+		cfg: cfg, knobs: opts.Knobs, fs: opts.FS, logger: opts.Logger, metrics: opts.Metrics,
 		dir: cfg.Get("log.dirs"), nodeID: int32(cfg.Int64("node.id")),
 		repl: replication{epoch: time.Now()}, topics: map[string]*topic{}, byID: map[[16]byte]*topic{}, conns: map[net.Conn]struct{}{},
 		waiters: newWaiters(), stop: make(chan struct{}), incarnation: newUUIDString(), moverKick: make(chan struct{}, 1), joined: make(chan struct{}, 1),

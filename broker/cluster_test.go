@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tiercel/tiercel/broker"
 	"github.com/tiercel/tiercel/internal/brokertest"
 	"github.com/tiercel/tiercel/objstore"
 	"github.com/tiercel/tiercel/objstore/mem"
@@ -42,6 +43,13 @@ func startClusterOn(t *testing.T, bucket objstore.Bucket, n int, sets ...string)
 // startClusterWith is startClusterOn with settings per broker id too.
 func startClusterWith(t *testing.T, bucket objstore.Bucket, n int, each func(id int) []string, sets ...string) []*brokertest.Broker {
 	t.Helper()
+	return startClusterKnobs(t, bucket, n, nil, each, sets...)
+}
+
+// startClusterKnobs is startClusterWith with the same test hooks in every
+// broker.
+func startClusterKnobs(t *testing.T, bucket objstore.Bucket, n int, knobs *broker.Knobs, each func(id int) []string, sets ...string) []*brokertest.Broker {
+	t.Helper()
 	var out []*brokertest.Broker
 	for i := 1; i <= n; i++ {
 		s := append([]string{fmt.Sprintf("node.id=%d", i), "tiercel.gossip.listener=127.0.0.1:0", "tiercel.gossip.local=true",
@@ -52,7 +60,7 @@ func startClusterWith(t *testing.T, bucket objstore.Bucket, n int, each func(id 
 		if i > 1 {
 			s = append(s, "tiercel.gossip.seeds="+out[0].GossipAddr())
 		}
-		out = append(out, brokertest.StartWithBucket(t, t.TempDir(), bucket, s...))
+		out = append(out, brokertest.StartWithKnobs(t, t.TempDir(), bucket, knobs, s...))
 	}
 	for _, br := range out {
 		brokertest.WaitFor(t, "every broker to list all brokers", func() bool { return len(metadataOf(t, br.Addr()).Brokers) == n })

@@ -60,6 +60,14 @@ func (b *Broker) handOff(ctx context.Context) {
 // and opens the partition at its end with the producer state of its last
 // segment. A partition that cannot be flushed stays led here.
 func (b *Broker) handOffPartitions(ctx context.Context, moves []partitionMove) {
+	// One handoff at a time: a shutdown's and a requested move's of the
+	// same partition would each flush it and one would find it gone.
+	b.handoffMu.Lock()
+	defer b.handoffMu.Unlock()
+	if k := b.knob().HandoffDone; k != nil {
+		defer k()
+	}
+	moves = b.stillLedHere(moves)
 	if len(moves) == 0 {
 		return
 	}
@@ -70,6 +78,11 @@ func (b *Broker) handOffPartitions(ctx context.Context, moves []partitionMove) {
 	groups := false
 	defer func() {
 		for _, m := range moves {
+			// What stayed led here (a failed flush or commit) takes
+			// appends again; what moved stays sealed until led here again.
+			if _, l := b.topicLog(m.t.meta.Name, m.p); l != nil {
+				l.Unseal()
+			}
 			b.moving.Delete(partitionKey{m.t.meta.Name, m.p})
 		}
 		if groups {
@@ -78,6 +91,12 @@ func (b *Broker) handOffPartitions(ctx context.Context, moves []partitionMove) {
 	}()
 	b.produceGate.Lock() // the appends in flight are done
 	b.produceGate.Unlock()
+	// A produce that looked the partition up before the move began may
+	// still be on its way to the log; sealed, the log refuses it, so the
+	// flush below holds every record that was or will be acknowledged.
+	for _, m := range moves {
+		m.t.logs[m.p].Seal()
+	}
 	for _, m := range moves {
 		if m.t.meta.Name == offsetsTopic {
 			b.coord.release(m.p) // its group writes are done
@@ -114,6 +133,9 @@ func (b *Broker) handOffPartitions(ctx context.Context, moves []partitionMove) {
 			b.logger.Error("handoff: keeping a partition that could not be uploaded whole",
 				"topic", m.t.meta.Name, "partition", m.p, "err", err)
 			continue
+		}
+		if k := b.knob().HandoffFlushed; k != nil {
+			k(m.t.meta.Name, m.p)
 		}
 		ops = append(ops, metalog.Op{SetLeader: &metalog.SetLeader{Topic: m.t.meta.Name, Partition: m.p, Leader: m.to, Expect: m.t.meta.Leaders[m.p]}})
 	}
@@ -165,6 +187,20 @@ func (b *Broker) moveRequested(stop <-chan struct{}) {
 		b.handOffPartitions(ctx, moves)
 		cancel()
 	}
+}
+
+// stillLedHere keeps the moves of partitions this broker still leads, with
+// their topics' current metadata: moves listed before an earlier handoff
+// finished may name partitions it moved.
+func (b *Broker) stillLedHere(moves []partitionMove) []partitionMove {
+	out := moves[:0:0]
+	for _, m := range moves {
+		if t, l := b.topicLog(m.t.meta.Name, m.p); l != nil && t.meta.ID == m.t.meta.ID {
+			m.t = t
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func (b *Broker) isMoving(topic string, p int32) bool {

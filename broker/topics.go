@@ -133,6 +133,7 @@ func (b *Broker) openPartition(tp storage.TopicPartition, id [16]byte, m *topicM
 			return nil, err
 		}
 	}
+	l.Unseal() // sealed if an earlier handoff moved it away from here
 	return l, nil
 }
 

@@ -35,6 +35,11 @@ type Log struct {
 	dirty     bool  // changed since the last checkpoint
 	lastRP    int64 // the recovery point last recorded for this log
 	closed    bool
+	// sealed: leader appends are refused (ErrSealed) from the moment a
+	// handoff starts flushing the log until the broker leads it again, so
+	// no request that looked up the leader before the move can append
+	// after the flush it was checked against.
+	sealed bool
 	// replicated: the high watermark is replHW, set by the replication
 	// (SetReplicaHighWatermark), capped by local durability.
 	replicated bool
@@ -67,6 +72,21 @@ func (l *Log) hw() int64 {
 		return min(local, l.replHW)
 	}
 	return local
+}
+
+// Seal refuses leader appends (Append fails with ErrSealed; AppendReplica
+// still works) until Unseal; the appends before it have returned.
+func (l *Log) Seal() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sealed = true
+}
+
+// Unseal takes leader appends again.
+func (l *Log) Unseal() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sealed = false
 }
 
 // Append writes validated batches, assigning offsets in order. See the
@@ -107,6 +127,10 @@ func (l *Log) append(records []byte, opts AppendOptions, replica bool) (AppendRe
 	if l.closed {
 		l.mu.Unlock()
 		return AppendResult{}, ErrClosed
+	}
+	if l.sealed && !replica {
+		l.mu.Unlock()
+		return AppendResult{}, fmt.Errorf("%w: %s-%d", ErrSealed, l.tp.Topic, l.tp.Partition)
 	}
 	if l.syncErr != nil {
 		l.mu.Unlock()

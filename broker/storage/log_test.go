@@ -515,3 +515,23 @@ func TestTruncateIntoBatchBelowStart(t *testing.T) {
 		t.Fatalf("truncate at a batch boundary: %v, end %d", err, l.EndOffset())
 	}
 }
+
+// TestSealRefusesLeaderAppends: a sealed log (its leadership moving away)
+// refuses appends as a leader but takes a follower's, until unsealed.
+func TestSealRefusesLeaderAppends(t *testing.T) {
+	e := newEnv(vfs.Default, t.TempDir(), DefaultConfig())
+	m := e.open(t)
+	defer m.Close()
+	l, _ := m.Create(tp0, [16]byte{}, DefaultConfig())
+	l.Seal()
+	if _, err := l.Append(batch(t, "a"), AppendOptions{}); !errors.Is(err, ErrSealed) {
+		t.Fatalf("append to a sealed log: %v, want ErrSealed", err)
+	}
+	if _, err := l.AppendReplica(batch(t, "a")); err != nil || l.EndOffset() != 1 {
+		t.Fatalf("a follower's append to a sealed log: %v, end %d", err, l.EndOffset())
+	}
+	l.Unseal()
+	if res, err := l.Append(batch(t, "b"), AppendOptions{}); err != nil || res.BaseOffset != 1 {
+		t.Fatalf("append after unsealing: %+v %v", res, err)
+	}
+}

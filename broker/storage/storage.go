@@ -18,6 +18,7 @@ var (
 	ErrInvalidProducerEpoch = errors.New("invalid producer epoch")       // INVALID_PRODUCER_EPOCH
 	ErrUnknownProducerID    = errors.New("unknown producer id")          // UNKNOWN_PRODUCER_ID
 	ErrClosed               = errors.New("log closed")
+	ErrSealed               = errors.New("log sealed: its leadership is moving") // NOT_LEADER_OR_FOLLOWER
 	ErrLogExists            = errors.New("log already exists")
 	ErrNotContiguous        = errors.New("batches do not continue the log") // a follower's fetch that does not start at its log end
 )

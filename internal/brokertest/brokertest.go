@@ -33,6 +33,7 @@ type Broker struct {
 	addr    string
 	sets    []string
 	bucket  objstore.Bucket
+	knobs   *broker.Knobs
 	b       *broker.Broker
 	stopped bool
 }
@@ -51,7 +52,14 @@ func StartIn(t testing.TB, dataDir string, sets ...string) *Broker {
 // is bucket (nil: the configured or embedded one).
 func StartWithBucket(t testing.TB, dataDir string, bucket objstore.Bucket, sets ...string) *Broker {
 	t.Helper()
-	h := &Broker{t: t, dir: dataDir, addr: "127.0.0.1:0", sets: sets, bucket: bucket}
+	return StartWithKnobs(t, dataDir, bucket, nil, sets...)
+}
+
+// StartWithKnobs is StartWithBucket with test hooks in the broker (kept
+// across restarts).
+func StartWithKnobs(t testing.TB, dataDir string, bucket objstore.Bucket, knobs *broker.Knobs, sets ...string) *Broker {
+	t.Helper()
+	h := &Broker{t: t, dir: dataDir, addr: "127.0.0.1:0", sets: sets, bucket: bucket, knobs: knobs}
 	h.start()
 	t.Cleanup(h.Close)
 	return h
@@ -68,7 +76,7 @@ func (h *Broker) start() {
 		// Debugging a test: the brokers' logs on stderr.
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	b, err := broker.New(broker.Options{Config: cfg, Bucket: h.bucket, Logger: logger})
+	b, err := broker.New(broker.Options{Config: cfg, Bucket: h.bucket, Logger: logger, Knobs: h.knobs})
 	if err != nil {
 		h.t.Fatalf("brokertest: %v", err)
 	}

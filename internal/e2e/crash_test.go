@@ -236,14 +236,14 @@ func checkLog(t *testing.T, log map[int32][]string, acked map[string]bool) {
 // if mayLose says so (an unclean election loses what was not tiered).
 func checkLogLosing(t *testing.T, log map[int32][]string, acked map[string]bool, mayLose func(value string) bool) {
 	t.Helper()
-	seen := map[string]int32{}
+	seen := map[string]logPos{}
 	for p, values := range log {
 		last := map[string]int{}
 		for i, v := range values {
 			if prev, dup := seen[v]; dup {
-				t.Errorf("record %s appears twice (partitions %d and %d, index %d)", v, prev, p, i)
+				t.Errorf("record %s appears twice (partitions %d and %d, index %d)", v, prev.partition, p, i)
 			}
-			seen[v] = p
+			seen[v] = logPos{p, i}
 			producer, seq := splitValue(t, v)
 			if l, ok := last[producer]; ok && seq <= l {
 				t.Errorf("partition %d: producer %s sequence %d after %d: out of order", p, producer, seq, l)
@@ -268,8 +268,55 @@ func checkLogLosing(t *testing.T, log map[int32][]string, acked map[string]bool,
 	sort.Strings(missing)
 	if len(missing) > 0 {
 		t.Errorf("%d acknowledged records lost, e.g. %v", len(missing), missing[:min(10, len(missing))])
+		describeGaps(t, missing, seen, len(log))
 	}
 	t.Logf("%d records in the log, %d acknowledged, all present once and in order", len(seen), len(acked))
+}
+
+// logPos is where a record was read: its partition and its index there
+// (its offset when the log starts at 0).
+type logPos struct {
+	partition int32
+	index     int
+}
+
+// describeGaps says, for each run of a producer's lost records (sequence
+// numbers a partition count apart: the tests send sequence s to partition
+// s mod partitions), where its neighbours are in the log, so a loss can be
+// matched with the brokers' logs and the segments in the bucket.
+func describeGaps(t *testing.T, missing []string, seen map[string]logPos, partitions int) {
+	t.Helper()
+	if partitions == 0 {
+		return
+	}
+	lost := map[string]bool{}
+	for _, v := range missing {
+		lost[v] = true
+	}
+	value := func(producer string, seq int) string { return fmt.Sprintf("%s-%09d", producer, seq) }
+	runs := 0
+	for _, v := range missing {
+		producer, seq := splitValue(t, v)
+		if seq >= partitions && lost[value(producer, seq-partitions)] {
+			continue // not the first of its run
+		}
+		end := seq
+		for lost[value(producer, end+partitions)] {
+			end += partitions
+		}
+		before, after := "none", "none"
+		if p, ok := seen[value(producer, seq-partitions)]; ok {
+			before = fmt.Sprintf("partition %d index %d", p.partition, p.index)
+		}
+		if p, ok := seen[value(producer, end+partitions)]; ok {
+			after = fmt.Sprintf("partition %d index %d", p.partition, p.index)
+		}
+		t.Logf("lost: producer %s sequences %d..%d (%d records); the one before at %s, the one after at %s",
+			producer, seq, end, (end-seq)/partitions+1, before, after)
+		if runs++; runs == 10 {
+			return
+		}
+	}
 }
 
 func splitValue(t *testing.T, v string) (string, int) {

@@ -19,6 +19,8 @@ type liveReader struct {
 	seen   map[string]bool
 	repeat int // deliveries of an offset already delivered (allowed after a rebalance)
 	clash  []string
+	errs   map[int32]string // the last fetch error of each partition, to say why a reader stalled
+	polled time.Time        // when the last poll returned
 }
 
 // startLiveReader consumes topic in group from the start through seeds.
@@ -30,7 +32,7 @@ func startLiveReader(t *testing.T, seeds []string, topic, group string) *liveRea
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &liveReader{cl: cl, done: make(chan struct{}), at: map[int32]map[int64]string{}, seen: map[string]bool{}}
+	r := &liveReader{cl: cl, done: make(chan struct{}), at: map[int32]map[int64]string{}, seen: map[string]bool{}, errs: map[int32]string{}}
 	go func() {
 		defer close(r.done)
 		for {
@@ -39,6 +41,10 @@ func startLiveReader(t *testing.T, seeds []string, topic, group string) *liveRea
 				return
 			}
 			r.mu.Lock()
+			r.polled = time.Now()
+			fs.EachError(func(_ string, p int32, err error) {
+				r.errs[p] = time.Now().Format("15:04:05.000") + " " + err.Error()
+			})
 			fs.EachRecord(func(rec *kgo.Record) {
 				offs := r.at[rec.Partition]
 				if offs == nil {
@@ -91,6 +97,16 @@ func (r *liveReader) check(t *testing.T, acked map[string]bool) {
 			return
 		}
 		if time.Now().After(deadline) {
+			r.mu.Lock()
+			for p, offs := range r.at {
+				last := int64(-1)
+				for o := range offs {
+					last = max(last, o)
+				}
+				t.Logf("live consumer: partition %d read %d offsets, up to %d; last fetch error: %q", p, len(offs), last, r.errs[p])
+			}
+			t.Logf("live consumer: last poll returned at %s", r.polled.Format("15:04:05.000"))
+			r.mu.Unlock()
 			t.Fatalf("the live consumer never read %d of %d acknowledged records", missing, len(acked))
 		}
 		time.Sleep(100 * time.Millisecond)
