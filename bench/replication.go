@@ -21,6 +21,7 @@ type ReplicationReport struct {
 	RF3            Result  `json:"rf3_acks_all"`
 	Ratio          float64 `json:"rf3_over_rf1"`
 	Fixed          Result  `json:"rf3_fixed_rate"`
+	FixedPipelined Result  `json:"rf3_fixed_rate_5_in_flight"`
 	FixedRateMBps  float64 `json:"fixed_rate_mb_per_s"`
 	FailoverMs     float64 `json:"sigkill_leader_to_writes_ms"`
 	LeaseTTLMs     int64   `json:"lease_ttl_ms"`
@@ -35,7 +36,8 @@ func (r ReplicationReport) Summary() string {
 	fmt.Fprintf(&b, "replication (3 broker processes on this machine, acks=all, 1 KB records, 6 partitions, topics not tiered)\n")
 	fmt.Fprintf(&b, "  RF 1: %s\n  RF 3: %s\n", r.RF1, r.RF3)
 	fmt.Fprintf(&b, "  RF 3 / RF 1 throughput: %.2f (goal >= 0.6) %s\n", r.Ratio, ok(r.Ratio >= 0.6))
-	fmt.Fprintf(&b, "  RF 3 at a fixed %.0f MB/s: p99 %.2f ms (goal <= 10) %s; p50 %.2f ms, p99.9 %.2f ms\n", r.FixedRateMBps, r.Fixed.P99Ms, ok(r.Fixed.P99Ms > 0 && r.Fixed.P99Ms <= 10), r.Fixed.P50Ms, r.Fixed.P999Ms)
+	fmt.Fprintf(&b, "  RF 3 at a fixed %.0f MB/s, idempotent (1 request in flight per broker): p99 %.2f ms (goal <= 10) %s; p50 %.2f ms, p99.9 %.2f ms\n", r.FixedRateMBps, r.Fixed.P99Ms, ok(r.Fixed.P99Ms > 0 && r.Fixed.P99Ms <= 10), r.Fixed.P50Ms, r.Fixed.P999Ms)
+	fmt.Fprintf(&b, "  RF 3 at a fixed %.0f MB/s, 5 requests in flight per broker (the Java producer's default): p99 %.2f ms (goal <= 10) %s; p50 %.2f ms, p99.9 %.2f ms\n", r.FixedRateMBps, r.FixedPipelined.P99Ms, ok(r.FixedPipelined.P99Ms > 0 && r.FixedPipelined.P99Ms <= 10), r.FixedPipelined.P50Ms, r.FixedPipelined.P999Ms)
 	fmt.Fprintf(&b, "  SIGKILL of a leader to writes accepted by an in-sync replica: %.0f ms (goal <= lease TTL %d ms + 2000) %s\n", r.FailoverMs, r.LeaseTTLMs, ok(r.FailoverMs <= float64(r.LeaseTTLMs+2000)))
 	fmt.Fprintf(&b, "  follower on an empty disk back in the ISR: %.0f MiB in %.1f s = %.0f MiB/s\n", r.CatchUpMiB, r.CatchUpSeconds, r.CatchUpMiBps)
 	return b.String()
@@ -115,6 +117,13 @@ func RunReplication(ctx context.Context, binary, versitygw, dir string, d time.D
 		return rep, err
 	}
 	logf("replication: RF 3 at %.0f MB/s p99 %.2f ms", rep.FixedRateMBps, rep.Fixed.P99Ms)
+	w.InFlight = 5
+	quiet()
+	if rep.FixedPipelined, err = Produce(ctx, w); err != nil {
+		return rep, err
+	}
+	logf("replication: RF 3 at %.0f MB/s, 5 in flight, p99 %.2f ms", rep.FixedRateMBps, rep.FixedPipelined.P99Ms)
+	w.InFlight = 0
 	w.RateBytes = 0
 	quiet()
 	if rep.RF3, err = Produce(ctx, w); err != nil {

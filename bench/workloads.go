@@ -27,6 +27,11 @@ type Workload struct {
 	Acks        string        // all, 1, 0
 	Compression string
 	RateBytes   float64 // bytes per second for fixed-rate runs (0: as fast as possible)
+	// InFlight is how many produce requests a client pipelines to each
+	// broker. kgo allows one with idempotence (the default, 0 or 1); more
+	// turns idempotence off, which is how a kgo client sends what the Java
+	// producer does by default (max.in.flight.requests.per.connection=5).
+	InFlight int
 	Progress    io.Writer
 }
 
@@ -90,12 +95,18 @@ func producerOpts(w Workload) ([]kgo.Opt, error) {
 	switch w.Acks {
 	case "", "all", "-1":
 		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
+		if w.InFlight > 1 {
+			opts = append(opts, kgo.DisableIdempotentWrite())
+		}
 	case "1":
 		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	case "0":
 		opts = append(opts, kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite())
 	default:
 		return nil, fmt.Errorf("acks %q: want all, 1 or 0", w.Acks)
+	}
+	if w.InFlight > 1 {
+		opts = append(opts, kgo.MaxProduceRequestsInflightPerBroker(w.InFlight))
 	}
 	switch w.Compression {
 	case "", "none":

@@ -32,6 +32,7 @@ func newBenchCmd(g *Globals) *cobra.Command {
 		f.StringVar(&w.Acks, "acks", "all", "all, 1 or 0")
 		f.StringVar(&w.Compression, "compression", "none", "none, gzip, snappy, lz4, zstd")
 		f.Float64Var(&rateMB, "rate-mb", 0, "fixed rate in MB/s (0: as fast as possible; e2e requires it)")
+		f.IntVar(&w.InFlight, "max-in-flight", 1, "produce requests pipelined per broker; above 1 turns idempotence off (kgo allows one with it)")
 	}
 	print := func(c *cobra.Command, r bench.Result) error {
 		if g.Output == "json" {
