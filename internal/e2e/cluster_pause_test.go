@@ -47,6 +47,7 @@ func TestClusterPauseResume(t *testing.T) {
 			var addrs []string
 			for _, p := range procs {
 				addrs = append(addrs, p.Addr())
+				waitTopic(t, p.Addr(), "pausing", partitions)
 			}
 			reader := startLiveReader(t, addrs, "pausing", "pause-readers")
 			acked := produceThroughKills(t, procs[0], "pausing", killLoad{

@@ -95,6 +95,24 @@ func waitBrokers(t *testing.T, addr string, n int) {
 	})
 }
 
+// waitTopic waits until the broker at addr itself lists topic with n
+// partitions, each with a leader.
+func waitTopic(t *testing.T, addr, topic string, n int) {
+	t.Helper()
+	brokertest.WaitFor(t, fmt.Sprintf("%s to list %s with leaders", addr, topic), func() bool {
+		ps := partitionsOf(t, addr, topic)
+		if len(ps) != n {
+			return false
+		}
+		for _, p := range ps {
+			if p.ErrorCode != 0 || p.Leader < 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // partitionsOf asks the broker at addr itself (kadm's Metadata answers from
 // the client's cache) for a topic's partitions.
 func partitionsOf(t *testing.T, addr, topic string) []kmsg.MetadataResponseTopicPartition {
@@ -146,6 +164,7 @@ func TestClusterRollingRestart(t *testing.T) {
 			var addrs []string
 			for _, p := range procs {
 				addrs = append(addrs, p.Addr())
+				waitTopic(t, p.Addr(), "rolling", partitions)
 			}
 			reader := startLiveReader(t, addrs, "rolling", "rolling-readers")
 			rng := rand.New(rand.NewSource(time.Now().UnixNano()))
@@ -196,6 +215,7 @@ func TestClusterFrozenLeader(t *testing.T) {
 			var addrs []string
 			for _, p := range procs {
 				addrs = append(addrs, p.Addr())
+				waitTopic(t, p.Addr(), "frozen", partitions)
 			}
 			led := map[int32]bool{} // partitions broker 1 led when it froze
 			acked := produceThroughKills(t, procs[0], "frozen", killLoad{

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand"
@@ -86,8 +87,12 @@ func produceThroughKills(t *testing.T, proc *brokertest.Process, topic string, l
 		seeds = []string{proc.Addr()}
 	}
 	clients := make([]*kgo.Client, l.producers)
+	// The clients' own log, shown if the load came to nothing: it says
+	// what they were waiting for.
+	clientLog := &syncBuffer{}
 	for p := range l.producers {
 		opts := append([]kgo.Opt{
+			kgo.WithLogger(kgo.BasicLogger(clientLog, kgo.LogLevelInfo, func() string { return fmt.Sprintf("%s producer %d: ", time.Now().Format("15:04:05.000"), p) })),
 			kgo.SeedBrokers(seeds...),
 			kgo.DefaultProduceTopic(topic),
 			kgo.RequiredAcks(kgo.AllISRAcks()),
@@ -146,7 +151,28 @@ func produceThroughKills(t *testing.T, proc *brokertest.Process, topic string, l
 	wg.Wait()
 	mu.Lock()
 	defer mu.Unlock()
+	if len(acked) < 1000 {
+		t.Logf("only %d records acknowledged; errors: %v; the producers' log:\n%s", len(acked), failed, clientLog.String())
+	}
 	return acked
+}
+
+// syncBuffer is a bytes.Buffer for several writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // readAll consumes every partition from the earliest to the latest offset.
