@@ -75,6 +75,9 @@ type Broker struct {
 	leaseWatch  leaseWatch
 	unlockDir   func()
 	incarnation string // this process's start, told to the other brokers
+	// previousIncarnation is the last process's on this data directory
+	// (tiercel-incarnation), "" on a new disk.
+	previousIncarnation string
 
 	mu     sync.RWMutex // guards topics, byID and known
 	topics map[string]*topic

@@ -102,7 +102,13 @@ func (b *Broker) startGossip() error {
 		OnChange:      b.noteMembershipChange, // a move's target may have come up; balance
 		OnLease:       b.heardLease,
 		OnConflict: func(other gossip.Member) {
-			b.logger.Error("another broker gossips with this broker's node.id: two brokers must never share an id", "node_id", b.nodeID, "other_kafka_addr", other.KafkaAddr)
+			if other.Incarnation != "" && other.Incarnation == b.previousIncarnation {
+				b.logger.Info("this broker's previous process is still listed at its old address; the others take this one once they find it gone",
+					"node_id", b.nodeID, "old_kafka_addr", other.KafkaAddr)
+				return
+			}
+			b.logger.Error("another broker gossips with this broker's node.id: two brokers must never share an id (the broker lease decides which one serves)",
+				"node_id", b.nodeID, "other_kafka_addr", other.KafkaAddr, "other_incarnation", other.Incarnation)
 		},
 	})
 	if err != nil {

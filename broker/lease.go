@@ -88,6 +88,7 @@ func (b *Broker) acquireLease(ctx context.Context) error {
 	k.holder = lease.NewHolder(k.cfg)
 	b.lease = k
 	last, _ := vfs.ReadFile(b.fs, filepath.Join(b.dir, incarnationFile))
+	b.previousIncarnation = strings.TrimSpace(string(last))
 	key := leaseKey(b.nodeID)
 	var w *lease.Watcher
 	for {

@@ -86,7 +86,19 @@ type Node struct {
 	// it keeps updating, so reading them later is a data race.
 	memMu   sync.Mutex
 	members map[string]Member
+
+	// readvertiseUntil (unix ns): another address was seen gossiping with
+	// this node's name, most likely this broker's previous process (a
+	// restart at a new address). The others keep the old entry until they
+	// find it dead and then ignore this node's earlier announcements, so
+	// it announces itself again every second until then.
+	readvertiseUntil atomic.Int64
 }
+
+// readvertiseFor is how long a node announces itself again after seeing
+// its name at another address: past the failure detection of the old
+// entry with either memberlist configuration.
+const readvertiseFor = time.Minute
 
 // NodeName is the gossip name of a broker id: one name per id, so two
 // processes with the same id collide visibly.
@@ -110,6 +122,11 @@ func Start(cfg Config) (*Node, error) {
 		mc = memberlist.DefaultLocalConfig()
 	}
 	mc.Name = NodeName(cfg.Meta.BrokerID)
+	// A broker back on another address (a new pod IP, a random port) takes
+	// its name over as soon as the old entry is dead or left; by default
+	// memberlist refuses the new address until the dead entry is
+	// forgotten, and the others keep dialling the old one.
+	mc.DeadNodeReclaimTime = time.Nanosecond
 	mc.Delegate = (*delegate)(n)
 	mc.Events = (*events)(n)
 	mc.Conflict = (*conflicts)(n)
@@ -146,7 +163,25 @@ func Start(cfg Config) (*Node, error) {
 	created.Store(ml)
 	n.ml = ml
 	go n.join()
+	go n.readvertise()
 	return n, nil
+}
+
+// readvertise announces this node again (a new incarnation of its alive
+// message) every second while readvertiseUntil says so.
+func (n *Node) readvertise() {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-tick.C:
+		}
+		if time.Now().UnixNano() < n.readvertiseUntil.Load() {
+			_ = n.ml.UpdateNode(time.Second)
+		}
+	}
 }
 
 // join contacts the seeds until one answers.
@@ -325,10 +360,22 @@ func (e *events) changed() {
 
 type conflicts Node
 
-func (c *conflicts) NotifyConflict(_, other *memberlist.Node) {
+// NotifyConflict: memberlist refused an announcement of a known name from
+// another address. About this node's own name, it is this broker's previous
+// process still listed (a restart at a new address) or a second broker
+// with this id; about another broker, that broker came back at a new
+// address and is taken at it once its old entry is found dead.
+func (c *conflicts) NotifyConflict(existing, other *memberlist.Node) {
 	var m Meta
 	_ = json.Unmarshal(other.Meta, &m)
-	c.cfg.Logger.Error("another process gossips with this broker's id: two brokers are configured with one node.id", "name", other.Name, "addr", other.Address(), "kafka", m.KafkaAddr)
+	if existing.Name != NodeName(c.cfg.Meta.BrokerID) {
+		c.cfg.Logger.Info("a broker gossips from a new address while its old one is still listed; it is taken at the new one once the old is found dead",
+			"name", other.Name, "old_addr", existing.Address(), "new_addr", other.Address())
+		return
+	}
+	c.readvertiseUntil.Store(time.Now().Add(readvertiseFor).UnixNano())
+	c.cfg.Logger.Warn("this broker's name is listed at another address: its previous process (restarted at a new address) or a second broker configured with this node.id",
+		"name", other.Name, "addr", other.Address(), "kafka", m.KafkaAddr)
 	if c.cfg.OnConflict != nil {
 		c.cfg.OnConflict(Member{Meta: m, Name: other.Name, Addr: other.Address()})
 	}

@@ -154,3 +154,54 @@ func TestSameIDConflict(t *testing.T) {
 	t.Cleanup(c.Shutdown)
 	waitFor(t, "the duplicate id to be reported", conflict.Load)
 }
+
+// TestRestartAtNewAddress: a broker that comes back on another address (a
+// new pod IP, or a port picked at random) is seen there by the others
+// within seconds, whether its previous process left gracefully or
+// crashed: memberlist refuses a known name at a new address while the old
+// entry lives, so the others kept dialling the dead address (seen as a
+// follower failing to reach its new leader for 30 s).
+func TestRestartAtNewAddress(t *testing.T) {
+	for _, graceful := range []bool{true, false} {
+		name := "crash"
+		if graceful {
+			name = "leave"
+		}
+		t.Run(name, func(t *testing.T) {
+			start := func(id int32, kafka string, seeds ...string) *Node {
+				n, err := Start(Config{Meta: Meta{BrokerID: id, KafkaAddr: kafka}, BindAddr: "127.0.0.1:0", Local: true, Seeds: seeds})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(n.Shutdown)
+				return n
+			}
+			n1 := start(1, "k1")
+			waitFor(t, "node 1 to know its address", func() bool { return n1.Addr() != "" })
+			n2 := start(2, "k2", n1.Addr())
+			old := start(3, "k3-old", n1.Addr())
+			sees := func(n *Node, kafka string) func() bool {
+				return func() bool {
+					for _, m := range n.Members() {
+						if m.BrokerID == 3 {
+							return m.KafkaAddr == kafka
+						}
+					}
+					return false
+				}
+			}
+			waitFor(t, "everyone to see broker 3", func() bool { return sees(n1, "k3-old")() && sees(n2, "k3-old")() })
+			if graceful {
+				if err := old.Leave(time.Second); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				old.Shutdown()
+			}
+			began := time.Now()
+			start(3, "k3-new", n2.Addr())
+			waitFor(t, "brokers 1 and 2 to see broker 3 at its new address", func() bool { return sees(n1, "k3-new")() && sees(n2, "k3-new")() })
+			t.Logf("seen at the new address after %v", time.Since(began).Round(time.Millisecond))
+		})
+	}
+}
