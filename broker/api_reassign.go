@@ -230,6 +230,8 @@ func (b *Broker) handleElectLeaders(req *kmsg.ElectLeadersRequest) kmsg.Response
 				m.code = kerr.ElectionNotNeeded.Code
 			case !live[t.meta.Preferred[p]]:
 				m.code = kerr.PreferredLeaderNotAvailable.Code
+			case t.meta.replicated() && !slices.Contains(t.meta.ISROf(p), t.meta.Preferred[p]):
+				m.code, m.msg = kerr.PreferredLeaderNotAvailable.Code, fmt.Sprintf("the preferred replica %d is not in sync", t.meta.Preferred[p])
 			case !b.tiered(t.meta):
 				m.code, m.msg = kerr.PreferredLeaderNotAvailable.Code, "only partitions of tiered topics (remote.storage.enable) can move between brokers"
 			default:

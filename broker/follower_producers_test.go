@@ -76,6 +76,12 @@ func TestFollowerCopyKnowsProducers(t *testing.T) {
 	// Broker 3 comes back on an empty disk: its copy starts at the
 	// leader's local log start.
 	brokers[2].Close()
+	// It left the ISR at shutdown: wait for broker 1 to see that, or the
+	// wait below for it back in sync passes on broker 1's older view.
+	brokertest.WaitFor(t, "broker 3 out of the ISR", func() bool {
+		ps := partitionsOf(t, addr, "dedup")
+		return len(ps) == 1 && len(ps[0].ISR) == 2
+	})
 	s3 := append([]string{"node.id=3", "tiercel.gossip.listener=127.0.0.1:0", "tiercel.gossip.local=true", "tiercel.metadata.poll.ms=100",
 		"broker.rack=zone-3", "tiercel.gossip.seeds=" + brokers[0].GossipAddr()}, sets...)
 	fresh := brokertest.StartWithBucket(t, t.TempDir(), bucket, s3...)

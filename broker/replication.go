@@ -267,9 +267,16 @@ func (b *Broker) replicatedHandoff(ctx context.Context, m partitionMove) *metalo
 	isr := m.t.meta.ISROf(m.p)
 	live := b.liveBrokerIDs()
 	to := int32(-1)
-	if m.to != b.nodeID && slices.Contains(isr, m.to) && live[m.to] {
+	switch {
+	case m.to != b.nodeID && slices.Contains(isr, m.to) && live[m.to]:
 		to = m.to
-	} else {
+	case !b.movingOut.Load():
+		// A requested move (ElectLeaders, a reassignment) goes to its
+		// target or nowhere: it waits until the target is back in sync.
+		b.logger.Warn("requested move: the target is not a live in-sync replica; the partition stays here until it is",
+			"topic", m.t.meta.Name, "partition", m.p, "target", m.to, "isr", isr)
+		return nil
+	default: // shutting down: any live in-sync replica
 		for _, r := range isr {
 			if r != b.nodeID && live[r] {
 				to = r

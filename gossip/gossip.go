@@ -87,11 +87,12 @@ type Node struct {
 	memMu   sync.Mutex
 	members map[string]Member
 
-	// readvertiseUntil (unix ns): another address was seen gossiping with
-	// this node's name, most likely this broker's previous process (a
-	// restart at a new address). The others keep the old entry until they
-	// find it dead and then ignore this node's earlier announcements, so
-	// it announces itself again every second until then.
+	// readvertiseUntil (unix ns): for a while after start, and after
+	// another address was seen gossiping with this node's name (most
+	// likely this broker's previous process, before a restart at a new
+	// address), the node announces itself again every second: the others
+	// keep an old entry until they find it left or dead, and ignore the
+	// announcements that came before.
 	readvertiseUntil atomic.Int64
 }
 
@@ -162,6 +163,10 @@ func Start(cfg Config) (*Node, error) {
 	}
 	created.Store(ml)
 	n.ml = ml
+	// A new process may find its name still listed at its previous
+	// address by some brokers while others already saw it leave; only
+	// the former report a conflict, so announce anyway for a while.
+	n.readvertiseUntil.Store(time.Now().Add(readvertiseFor).UnixNano())
 	go n.join()
 	go n.readvertise()
 	return n, nil
