@@ -208,6 +208,9 @@ func (f *fetcher) run() {
 			}
 			ready = append(ready, p)
 		}
+		if k := f.b.knob().FollowerFetch; k != nil {
+			k(f.b.nodeID, f.leader)
+		}
 		ok := len(ready) > 0 && f.fetch(ctx, ready)
 		if !ok {
 			select {

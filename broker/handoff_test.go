@@ -1,11 +1,14 @@
 package broker_test
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -109,4 +112,66 @@ func TestHandoffRefusesALateAppend(t *testing.T) {
 	if len(got) != 11 || values[10] != "late" {
 		t.Fatalf("the new leader (broker %d) has %q; want the ten records before the move and then \"late\": an acknowledged record was lost", to, values)
 	}
+}
+
+// TestPreferredElectionWaitsForSync: a preferred election whose preferred
+// replica is live but out of the ISR is refused with
+// PREFERRED_LEADER_NOT_AVAILABLE, as Kafka does, and leadership stays;
+// once the replica is back in sync the election moves it there.
+func TestPreferredElectionWaitsForSync(t *testing.T) {
+	var held atomic.Bool
+	knobs := &broker.Knobs{FollowerFetch: func(node, _ int32) {
+		for node == 3 && held.Load() {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}}
+	brokers := startClusterKnobs(t, mem.New("pref"), 3, knobs, nil, "replica.lag.time.max.ms=1000", "tiercel.replica.isr.check.ms=100")
+	t.Cleanup(func() { held.Store(false) }) // before the brokers close: a held fetcher would hold their shutdown
+	addr := brokers[0].Addr()
+	if err := brokertest.CreateTopicWithReplicas(ctx(t), client(t, addr), "pref", [][]int32{{1, 2, 3}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	isr := func() []int32 {
+		if ps := partitionsOf(t, addr, "pref"); len(ps) == 1 {
+			return ps[0].ISR
+		}
+		return nil
+	}
+	brokertest.WaitFor(t, "all three in sync", func() bool { return len(isr()) == 3 })
+	held.Store(true)
+	produceN(t, addr, "pref", 10) // acks=all: answered once broker 3 is dropped
+	brokertest.WaitFor(t, "broker 3 out of the ISR", func() bool { return len(isr()) == 2 })
+	adm := admin(t, addr)
+	req := kadm.AlterPartitionAssignmentsReq{}
+	req.Assign("pref", 0, []int32{3, 1, 2})
+	if res, err := adm.AlterPartitionAssignments(ctx(t), req); err != nil || res["pref"][0].Err != nil {
+		t.Fatalf("reorder replicas: %v %+v", err, res)
+	}
+	brokertest.WaitFor(t, "broker 3 preferred", func() bool {
+		ps := partitionsOf(t, addr, "pref")
+		return len(ps) == 1 && ps[0].Replicas[0] == 3
+	})
+	elect := func() error {
+		res, err := adm.ElectLeaders(ctx(t), kadm.ElectPreferredReplica, kadm.TopicsSet{"pref": {0: {}}})
+		if err != nil {
+			return err
+		}
+		return res["pref"][0].Err
+	}
+	if err := elect(); !errors.Is(err, kerr.PreferredLeaderNotAvailable) {
+		t.Fatalf("preferred election with the preferred replica out of sync: %v, want PREFERRED_LEADER_NOT_AVAILABLE", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if ps := partitionsOf(t, addr, "pref"); len(ps) != 1 || ps[0].Leader != 1 {
+		t.Fatalf("the refused election moved leadership: %+v", ps)
+	}
+	held.Store(false)
+	brokertest.WaitFor(t, "broker 3 back in sync", func() bool { return len(isr()) == 3 })
+	if err := elect(); err != nil {
+		t.Fatalf("preferred election with the replica in sync: %v", err)
+	}
+	brokertest.WaitFor(t, "broker 3 leading", func() bool {
+		ps := partitionsOf(t, brokers[2].Addr(), "pref")
+		return len(ps) == 1 && ps[0].Leader == 3
+	})
 }

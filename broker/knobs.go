@@ -13,6 +13,9 @@ type Knobs struct {
 	HandoffFlushed func(topic string, partition int32)
 	// HandoffDone runs when a handoff has finished, moved or not.
 	HandoffDone func()
+	// FollowerFetch runs in broker node's fetcher before each fetch from
+	// leader: a hook that sleeps holds the follower back.
+	FollowerFetch func(node, leader int32)
 }
 
 // knob returns the knobs, never nil.
