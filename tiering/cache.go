@@ -47,7 +47,7 @@ func (c *ChunkCache) Get(key string, index int64) ([]byte, bool) {
 		return nil, false
 	}
 	data, err := os.ReadFile(filepath.Join(c.dir, name))
-	return data, err == nil
+	return data, err == nil && len(data) > 0
 }
 
 // Has reports whether a chunk is cached (without reading it).
@@ -61,7 +61,16 @@ func (c *ChunkCache) Has(key string, index int64) bool {
 // Put stores a chunk; a write error only means it is not cached.
 func (c *ChunkCache) Put(key string, index int64, data []byte) {
 	name := chunkName(key, index)
-	if err := os.WriteFile(filepath.Join(c.dir, name), data, 0o644); err != nil {
+	// Written aside and renamed: a chunk fetched again while a reader has
+	// its file open must never be seen truncated (os.WriteFile truncates
+	// first; under the race detector a reader once got 0 bytes).
+	tmp, err := os.CreateTemp(c.dir, name+".tmp-*")
+	if err != nil {
+		return
+	}
+	_, werr := tmp.Write(data)
+	if cerr := tmp.Close(); werr != nil || cerr != nil || os.Rename(tmp.Name(), filepath.Join(c.dir, name)) != nil {
+		_ = os.Remove(tmp.Name())
 		return
 	}
 	c.mu.Lock()
