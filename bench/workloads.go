@@ -32,7 +32,7 @@ type Workload struct {
 	// turns idempotence off, which is how a kgo client sends what the Java
 	// producer does by default (max.in.flight.requests.per.connection=5).
 	InFlight int
-	Progress    io.Writer
+	Progress io.Writer
 }
 
 // Result is one workload's outcome.
