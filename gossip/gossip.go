@@ -96,9 +96,9 @@ type Node struct {
 	readvertiseUntil atomic.Int64
 }
 
-// readvertiseFor is how long a node announces itself again after seeing
-// its name at another address: past the failure detection of the old
-// entry with either memberlist configuration.
+// readvertiseFor is how long a node announces itself again after it
+// starts or sees its name at another address: past the failure detection
+// of an old entry with either memberlist configuration.
 const readvertiseFor = time.Minute
 
 // NodeName is the gossip name of a broker id: one name per id, so two
