@@ -191,6 +191,7 @@ func New(opts Options) (*Broker, error) {
 		RetentionCheckInterval: time.Duration(cfg.Int64("log.retention.check.interval.ms")) * time.Millisecond,
 		OnAdvance:              func(tp storage.TopicPartition, _ int64) { b.waiters.notify(tp) },
 		TailCacheBytes:         cfg.Int64("tiercel.log.tail.cache.bytes"),
+		DropBehindBytes:        cfg.Int64("tiercel.log.drop.behind.bytes"),
 		Configs: func(tp storage.TopicPartition) storage.Config {
 			return b.storageConfig(metas[tp.Topic])
 		},

@@ -111,6 +111,7 @@ func (l *Log) truncateLocked(offset int64) error {
 		}
 	}
 	seg.size, seg.next = pos, end
+	seg.dropped = min(seg.dropped, pos)
 	seg.index = trimIndex(seg.index, pos)
 	seg.times = trimTimes(seg.times, seg.base, end)
 	seg.maxTS, seg.maxTSOff = -1, -1

@@ -39,6 +39,7 @@ type segment struct {
 	maxTSOff  int64
 	sinceIdx  int64 // bytes appended since the last index entry
 	createdMs int64 // wall time of the first append, for segment.ms
+	dropped   int64 // bytes before this were dropped from the page cache
 }
 
 func segmentName(dir string, base int64, ext string) string {

@@ -92,6 +92,13 @@ type ManagerOptions struct {
 	// latest appends, kept for reads at the end of the log); 0 turns the
 	// cache off (tiercel.log.tail.cache.bytes).
 	TailCacheBytes int64
+	// DropBehindBytes, when positive, lets go of the page cache behind
+	// each log's end: once fsynced, the bytes of the active segment more
+	// than this far before its end are dropped (posix_fadvise DONTNEED).
+	// A broker streaming through then reuses the same few pages instead
+	// of filling memory with a log nobody rereads soon; 0 leaves the page
+	// cache to the kernel (tiercel.log.drop.behind.bytes).
+	DropBehindBytes int64
 }
 
 // AppendOptions qualify one append.

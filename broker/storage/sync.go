@@ -29,7 +29,8 @@ func (l *Log) syncLoop() {
 			l.mu.Unlock()
 			return
 		}
-		target, f, gen := l.end, l.active().file, l.truncations
+		seg := l.active()
+		target, f, gen, size := l.end, seg.file, l.truncations, seg.size
 		l.mu.Unlock()
 
 		err := f.Sync()
@@ -64,13 +65,49 @@ func (l *Log) syncLoop() {
 		l.lastFlush = l.m.nowMs()
 		hw := l.hw()
 		policy := l.cfg.FlushPolicy
+		dropFrom, dropTo := l.dropBehind(seg, size, gen)
 		l.mu.Unlock()
 		close(done)
+		if dropTo > dropFrom {
+			if err := f.DropCache(dropFrom, dropTo-dropFrom); err != nil {
+				l.m.logger.Debug("drop behind", "partition", l.tp, "err", err)
+			}
+		}
 		if advanced && policy == FlushOnAck {
 			l.m.advance(l.tp, hw)
 		}
 	}
 }
+
+// dropBehind is the range of seg to drop from the page cache now that its
+// first size bytes are synced, if any (l.m.opts.DropBehindBytes): pages
+// before size-DropBehindBytes, rounded down to a page. gen is the
+// truncation count when size was taken; a truncation since may have
+// rewritten those bytes, so nothing is dropped then. l.mu held.
+func (l *Log) dropBehind(seg *segment, size, gen int64) (from, to int64) {
+	behind := l.m.opts.DropBehindBytes
+	if behind <= 0 || gen != l.truncations {
+		return 0, 0
+	}
+	to = (size - behind) &^ (pageBytes - 1)
+	if to-seg.dropped < dropStepBytes {
+		return 0, 0
+	}
+	// The kernel drops only whole folios inside the range, and a large
+	// folio can straddle the previous call's end: go back over it.
+	from, seg.dropped = max(0, seg.dropped-dropStepBytes), to
+	return from, to
+}
+
+const (
+	// pageBytes is the page size the drop-behind rounds to: a partial
+	// page dropped would only be read back for the next append into it.
+	pageBytes = 4096
+	// dropStepBytes is the least the drop-behind drops at once: each
+	// call can make the kernel drain every CPU's page lists (an IPI to
+	// each), so it is made once per megabyte, not once per fsync.
+	dropStepBytes = 1 << 20
+)
 
 // WaitDurable returns once every offset below endOffset is durable by the
 // flush policy (FlushOnAck: fsynced; FlushInterval: written).

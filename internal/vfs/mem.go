@@ -28,6 +28,11 @@ type Mem struct {
 type memFile struct {
 	data   []byte
 	synced []byte
+	// dropped is the end of the furthest range given to DropCache, and
+	// droppedDirty whether any dropped range held unsynced bytes: tests
+	// check that the log lets go of what it synced, and only of that.
+	dropped      int64
+	droppedDirty bool
 }
 
 // NewMem returns an empty in-memory FS.
@@ -278,6 +283,39 @@ func (h *memHandle) WriteAt(p []byte, off int64) (int, error) {
 
 func (h *memHandle) Close() error { h.closed = true; return nil }
 
+// DropCache has no cache to act on; it remembers how far it reached.
+func (h *memHandle) DropCache(off, n int64) error {
+	h.fs.mu.Lock()
+	defer h.fs.mu.Unlock()
+	if h.closed {
+		return &fs.PathError{Op: "fadvise", Path: h.name, Err: fs.ErrClosed}
+	}
+	if off < 0 || n < 0 {
+		return &fs.PathError{Op: "fadvise", Path: h.name, Err: fs.ErrInvalid}
+	}
+	end := min(off+n, int64(len(h.f.data)))
+	if off >= end {
+		return nil
+	}
+	h.f.dropped = max(h.f.dropped, end)
+	if end > int64(len(h.f.synced)) || !bytes.Equal(h.f.data[off:end], h.f.synced[off:end]) {
+		h.f.droppedDirty = true
+	}
+	return nil
+}
+
+// Dropped reports how far DropCache reached in name, and whether any range
+// it was given held bytes not yet synced.
+func (m *Mem) Dropped(name string) (end int64, dirty bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.files[clean(name)]
+	if !ok {
+		return 0, false
+	}
+	return f.dropped, f.droppedDirty
+}
+
 func (h *memHandle) Sync() error {
 	h.fs.mu.Lock()
 	defer h.fs.mu.Unlock()
@@ -290,6 +328,7 @@ func (h *memHandle) Truncate(size int64) error {
 	defer h.fs.mu.Unlock()
 	if size <= int64(len(h.f.data)) {
 		h.f.data = h.f.data[:size:size]
+		h.f.dropped = min(h.f.dropped, size)
 	} else {
 		h.f.data = append(h.f.data, make([]byte, size-int64(len(h.f.data)))...)
 	}

@@ -5,6 +5,9 @@ import (
 	"io/fs"
 	"os"
 	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrLocked is LockDir's error for a directory another process holds.
@@ -48,6 +51,53 @@ func (f osFile) Sync() error {
 		return &fs.PathError{Op: "sync", Path: f.Name(), Err: fs.ErrClosed}
 	}
 	return serr
+}
+
+// DropCache is posix_fadvise(DONTNEED): the kernel drops the range's clean
+// pages (and starts writing back dirty ones, which it keeps).
+func (f osFile) DropCache(off, n int64) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return &fs.PathError{Op: "fadvise", Path: f.Name(), Err: fs.ErrClosed}
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = unix.Fadvise(int(fd), off, n, unix.FADV_DONTNEED) }); err != nil {
+		return &fs.PathError{Op: "fadvise", Path: f.Name(), Err: fs.ErrClosed}
+	}
+	if ferr != nil {
+		return &fs.PathError{Op: "fadvise", Path: f.Name(), Err: ferr}
+	}
+	return nil
+}
+
+// ResidentPages reports, page by page, which of a file's bytes are in the
+// page cache (mincore over a read-only mapping, which faults nothing in);
+// tests check the drop-behind with it.
+func ResidentPages(name string) ([]bool, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return nil, err
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, &fs.PathError{Op: "mmap", Path: name, Err: err}
+	}
+	defer unix.Munmap(m)
+	page := os.Getpagesize()
+	vec := make([]byte, (len(m)+page-1)/page)
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		return nil, &fs.PathError{Op: "mincore", Path: name, Err: errno}
+	}
+	out := make([]bool, len(vec))
+	for i, v := range vec {
+		out[i] = v&1 != 0
+	}
+	return out, nil
 }
 
 func (osFS) Remove(name string) error                     { return os.Remove(name) }

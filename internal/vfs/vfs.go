@@ -16,6 +16,11 @@ type File interface {
 	io.WriterAt
 	io.Closer
 	Sync() error
+	// DropCache advises that bytes [off, off+n) will not be read soon, so
+	// the page cache may let them go (posix_fadvise DONTNEED). Advisory:
+	// it never changes the file, and fails only on a closed file or a
+	// negative range.
+	DropCache(off, n int64) error
 	Truncate(size int64) error
 	Stat() (fs.FileInfo, error)
 	Name() string
