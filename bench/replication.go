@@ -28,13 +28,21 @@ type ReplicationReport struct {
 	CatchUpMiB     float64 `json:"catch_up_mib"`
 	CatchUpSeconds float64 `json:"catch_up_seconds"`
 	CatchUpMiBps   float64 `json:"catch_up_mib_per_s"`
+	// The machine's limits, measured in the same run: one fdatasync'd
+	// sequential writer, and first touches of fresh memory.
+	DiskMiBps        float64 `json:"disk_append_1mib_mib_per_s"`
+	FreshMemoryMiBps float64 `json:"fresh_memory_mib_per_s"`
 }
 
 // Summary is the report as lines of text.
 func (r ReplicationReport) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "replication (3 broker processes on this machine, acks=all, 1 KB records, 6 partitions, topics not tiered)\n")
+	fmt.Fprintf(&b, "  machine: fdatasync'd appends, 1 MiB %.0f MiB/s; first touch of fresh memory %.0f MiB/s\n", r.DiskMiBps, r.FreshMemoryMiBps)
 	fmt.Fprintf(&b, "  RF 1: %s\n  RF 3: %s\n", r.RF1, r.RF3)
+	if r.DiskMiBps > 0 {
+		fmt.Fprintf(&b, "  disk bytes written per second ÷ the disk's fdatasync'd append rate: RF 1 %.2f, RF 3 %.2f (three copies)\n", r.RF1.MiBPerSec/r.DiskMiBps, 3*r.RF3.MiBPerSec/r.DiskMiBps)
+	}
 	fmt.Fprintf(&b, "  RF 3 / RF 1 throughput: %.2f (goal >= 0.6) %s\n", r.Ratio, ok(r.Ratio >= 0.6))
 	fmt.Fprintf(&b, "  RF 3 at a fixed %.0f MB/s, idempotent (1 request in flight per broker): p99 %.2f ms (goal <= 10) %s; p50 %.2f ms, p99.9 %.2f ms\n", r.FixedRateMBps, r.Fixed.P99Ms, ok(r.Fixed.P99Ms > 0 && r.Fixed.P99Ms <= 10), r.Fixed.P50Ms, r.Fixed.P999Ms)
 	fmt.Fprintf(&b, "  RF 3 at a fixed %.0f MB/s, 5 requests in flight per broker (the Java producer's default): p99 %.2f ms (goal <= 10) %s; p50 %.2f ms, p99.9 %.2f ms\n", r.FixedRateMBps, r.FixedPipelined.P99Ms, ok(r.FixedPipelined.P99Ms > 0 && r.FixedPipelined.P99Ms <= 10), r.FixedPipelined.P50Ms, r.FixedPipelined.P999Ms)
@@ -50,6 +58,13 @@ func (r ReplicationReport) Summary() string {
 func RunReplication(ctx context.Context, binary, versitygw, dir string, d time.Duration, sets []string, logf func(string, ...any)) (ReplicationReport, error) {
 	const ttlMs = 12000 // the default tiercel.lease.ttl.ms
 	rep := ReplicationReport{LeaseTTLMs: ttlMs, FixedRateMBps: 20}
+	var err error
+	if rep.DiskMiBps, err = DiskAppend(dir, 1<<20, 4*time.Second); err != nil {
+		return rep, err
+	}
+	if rep.FreshMemoryMiBps, err = FreshMemory(512); err != nil {
+		return rep, err
+	}
 	brokers, stop, err := newBenchCluster(ctx, binary, versitygw, dir, "replication", 3, sets...)
 	if stop != nil {
 		defer stop()
