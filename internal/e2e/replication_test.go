@@ -62,7 +62,7 @@ func replicationCrashes(t *testing.T, brokers, partitions int) {
 		t.Fatalf("create: %v %v", err, resp.Err)
 	}
 	for _, a := range addrs {
-		brokertest.WaitFor(t, "every broker to know the topic", func() bool { return len(partitionsOf(t, a, topic)) == partitions })
+		waitTopic(t, a, topic, partitions)
 	}
 	reader := startLiveReader(t, addrs, topic, "rep-readers")
 
