@@ -92,15 +92,7 @@ func TestFollowerCopyKnowsProducers(t *testing.T) {
 
 	// Broker 3 leads: preferred leader by the replica order, then elected.
 	adm := admin(t, addr)
-	req := kadm.AlterPartitionAssignmentsReq{}
-	req.Assign("dedup", 0, []int32{3, 1, 2})
-	if res, err := adm.AlterPartitionAssignments(ctx(t), req); err != nil || res["dedup"][0].Err != nil {
-		t.Fatalf("reorder replicas: %v %+v", err, res)
-	}
-	brokertest.WaitFor(t, "broker 3 preferred", func() bool {
-		ps := partitionsOf(t, addr, "dedup")
-		return len(ps) == 1 && ps[0].Replicas[0] == 3
-	})
+	preferReplica(t, adm, addr, "dedup", []int32{3, 1, 2})
 	if _, err := adm.ElectLeaders(ctx(t), kadm.ElectPreferredReplica, kadm.TopicsSet{"dedup": {0: {}}}); err != nil {
 		t.Fatal(err)
 	}

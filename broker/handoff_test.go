@@ -142,15 +142,7 @@ func TestPreferredElectionWaitsForSync(t *testing.T) {
 	produceN(t, addr, "pref", 10) // acks=all: answered once broker 3 is dropped
 	brokertest.WaitFor(t, "broker 3 out of the ISR", func() bool { return len(isr()) == 2 })
 	adm := admin(t, addr)
-	req := kadm.AlterPartitionAssignmentsReq{}
-	req.Assign("pref", 0, []int32{3, 1, 2})
-	if res, err := adm.AlterPartitionAssignments(ctx(t), req); err != nil || res["pref"][0].Err != nil {
-		t.Fatalf("reorder replicas: %v %+v", err, res)
-	}
-	brokertest.WaitFor(t, "broker 3 preferred", func() bool {
-		ps := partitionsOf(t, addr, "pref")
-		return len(ps) == 1 && ps[0].Replicas[0] == 3
-	})
+	preferReplica(t, adm, addr, "pref", []int32{3, 1, 2})
 	elect := func() error {
 		res, err := adm.ElectLeaders(ctx(t), kadm.ElectPreferredReplica, kadm.TopicsSet{"pref": {0: {}}})
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -25,6 +26,22 @@ func createReplicated(t *testing.T, addr, topic string, partitions int32, rf int
 	for _, a := range addrs {
 		brokertest.WaitFor(t, "every broker to know "+topic, func() bool { return partitionsOf(t, a, topic) != nil })
 	}
+}
+
+// preferReplica reorders the replicas of topic's partition 0 so that
+// replicas[0] is its preferred leader, and waits until the broker at addr
+// lists that order.
+func preferReplica(t *testing.T, adm *kadm.Client, addr, topic string, replicas []int32) {
+	t.Helper()
+	req := kadm.AlterPartitionAssignmentsReq{}
+	req.Assign(topic, 0, replicas)
+	if res, err := adm.AlterPartitionAssignments(ctx(t), req); err != nil || res[topic][0].Err != nil {
+		t.Fatalf("reorder replicas: %v %+v", err, res)
+	}
+	brokertest.WaitFor(t, fmt.Sprintf("broker %d preferred", replicas[0]), func() bool {
+		ps := partitionsOf(t, addr, topic)
+		return len(ps) == 1 && ps[0].Replicas[0] == replicas[0]
+	})
 }
 
 // partitionsOf is topic's partitions in the answer of exactly the broker at addr.
