@@ -63,7 +63,9 @@ func (c *ChunkCache) Put(key string, index int64, data []byte) {
 	name := chunkName(key, index)
 	// Written aside and renamed: a chunk fetched again while a reader has
 	// its file open must never be seen truncated (os.WriteFile truncates
-	// first; under the race detector a reader once got 0 bytes).
+	// first; under the race detector a reader once got 0 bytes). Not
+	// vfs.WriteFileAtomic: its one fixed temporary name would mix two
+	// concurrent Puts of a chunk, and a cache needs no fsync.
 	tmp, err := os.CreateTemp(c.dir, name+".tmp-*")
 	if err != nil {
 		return

@@ -30,39 +30,43 @@ func (osFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 // not its modification time, and skipping that journal write is cheaper.
 type osFile struct{ *os.File }
 
-// Sync is fdatasync, through SyscallConn so that the descriptor stays
-// valid if the file is closed meanwhile (a truncation removing the
-// segment): Fd would hand out a number that may already be closed, or be
-// another file's.
+// Sync is fdatasync.
 func (f osFile) Sync() error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return &fs.PathError{Op: "sync", Path: f.Name(), Err: fs.ErrClosed}
-	}
 	var serr error
-	if err := rc.Control(func(fd uintptr) {
+	if err := f.withFd("sync", func(fd int) {
 		for {
-			if serr = syscall.Fdatasync(int(fd)); serr != syscall.EINTR {
+			if serr = syscall.Fdatasync(fd); serr != syscall.EINTR {
 				return
 			}
 		}
 	}); err != nil {
-		// Closed meanwhile: poll's error does not match fs.ErrClosed.
-		return &fs.PathError{Op: "sync", Path: f.Name(), Err: fs.ErrClosed}
+		return err
 	}
 	return serr
+}
+
+// withFd runs fn with the file's descriptor through SyscallConn, so that
+// it stays valid during the call if the file is closed meanwhile (a
+// truncation removing the segment): Fd would hand out a number that may
+// already be closed, or be another file's. A closed file is fs.ErrClosed
+// (poll's own error does not match it).
+func (f osFile) withFd(op string, fn func(fd int)) error {
+	rc, err := f.SyscallConn()
+	if err == nil {
+		err = rc.Control(func(fd uintptr) { fn(int(fd)) })
+	}
+	if err != nil {
+		return &fs.PathError{Op: op, Path: f.Name(), Err: fs.ErrClosed}
+	}
+	return nil
 }
 
 // DropCache is posix_fadvise(DONTNEED): the kernel drops the range's clean
 // pages (and starts writing back dirty ones, which it keeps).
 func (f osFile) DropCache(off, n int64) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return &fs.PathError{Op: "fadvise", Path: f.Name(), Err: fs.ErrClosed}
-	}
 	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = unix.Fadvise(int(fd), off, n, unix.FADV_DONTNEED) }); err != nil {
-		return &fs.PathError{Op: "fadvise", Path: f.Name(), Err: fs.ErrClosed}
+	if err := f.withFd("fadvise", func(fd int) { ferr = unix.Fadvise(fd, off, n, unix.FADV_DONTNEED) }); err != nil {
+		return err
 	}
 	if ferr != nil {
 		return &fs.PathError{Op: "fadvise", Path: f.Name(), Err: ferr}
