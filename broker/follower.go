@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -375,10 +375,17 @@ func (f *fetcher) fetch(ctx context.Context, parts []*followed) bool {
 	if resp.ErrorCode != 0 {
 		return false
 	}
-	progress := true
-	var appended []*followed
+	// Each partition with records is appended and, under flush.policy
+	// fsync, made durable on a goroutine of its own (the next fetch reports
+	// these log ends to the leader as held): one partition's fsync overlaps
+	// another's append, and a round costs the slowest partition rather
+	// than the sum of their appends.
+	var wg sync.WaitGroup
+	var failed atomic.Bool
+	seen := make(map[*followed]bool, len(byKey))
 	for _, rt := range resp.Topics {
-		for _, rp := range rt.Partitions {
+		for i := range rt.Partitions {
+			rp := &rt.Partitions[i]
 			name := rt.Topic
 			if name == "" {
 				if t := f.b.getTopicByID(rt.TopicID); t != nil {
@@ -386,35 +393,35 @@ func (f *fetcher) fetch(ctx context.Context, parts []*followed) bool {
 				}
 			}
 			p := byKey[partitionKey{name, rp.Partition}]
-			if p == nil || !f.current(p) {
+			if p == nil || seen[p] || !f.current(p) {
 				continue
 			}
-			ok, wrote := f.apply(p, &rp)
-			if !ok {
-				progress = false
+			seen[p] = true
+			step := func() {
+				ok, wrote := f.apply(p, rp)
+				if wrote {
+					if err := p.log.WaitDurable(ctx, p.log.EndOffset()); err != nil {
+						f.b.logger.Warn("follower flush", "topic", p.key.topic, "partition", p.key.partition, "err", err)
+						ok = false
+					}
+				}
+				if !ok {
+					failed.Store(true)
+				}
 			}
-			if wrote {
-				appended = append(appended, p)
+			if len(rp.RecordBatches) == 0 {
+				step()
+				continue
 			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				step()
+			}()
 		}
 	}
-	// The next fetch reports these log ends to the leader as held: make
-	// them durable first when the flush policy is fsync, every partition's
-	// fsync at once (each log syncs on its own).
-	var wg sync.WaitGroup
-	failed := make([]bool, len(appended))
-	for i, p := range appended {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := p.log.WaitDurable(ctx, p.log.EndOffset()); err != nil {
-				f.b.logger.Warn("follower flush", "topic", p.key.topic, "partition", p.key.partition, "err", err)
-				failed[i] = true
-			}
-		}()
-	}
 	wg.Wait()
-	return progress && !slices.Contains(failed, true)
+	return !failed.Load()
 }
 
 // apply appends one partition's fetched batches (wrote: some) and takes
