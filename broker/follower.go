@@ -382,7 +382,6 @@ func (f *fetcher) fetch(ctx context.Context, parts []*followed) bool {
 	// than the sum of their appends.
 	var wg sync.WaitGroup
 	var failed atomic.Bool
-	seen := make(map[*followed]bool, len(byKey))
 	for _, rt := range resp.Topics {
 		for i := range rt.Partitions {
 			rp := &rt.Partitions[i]
@@ -392,11 +391,12 @@ func (f *fetcher) fetch(ctx context.Context, parts []*followed) bool {
 					name = t.meta.Name
 				}
 			}
-			p := byKey[partitionKey{name, rp.Partition}]
-			if p == nil || seen[p] || !f.current(p) {
+			key := partitionKey{name, rp.Partition}
+			p := byKey[key]
+			delete(byKey, key) // a partition named twice is applied once
+			if p == nil || !f.current(p) {
 				continue
 			}
-			seen[p] = true
 			step := func() {
 				ok, wrote := f.apply(p, rp)
 				if wrote {
