@@ -138,6 +138,17 @@ var (
 	buildErr  error
 )
 
+// Main runs a package's tests and then removes the binary Binary built, so
+// test runs do not leave an 80 MB file each in the temporary directory. A
+// package that starts broker processes calls it from its TestMain.
+func Main(m *testing.M) int {
+	code := m.Run()
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+	return code
+}
+
 // Binary builds ./cmd/tiercel once per test process and returns its path.
 func Binary(t testing.TB) string {
 	t.Helper()
