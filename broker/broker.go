@@ -192,6 +192,7 @@ func New(opts Options) (*Broker, error) {
 		OnAdvance:              func(tp storage.TopicPartition, _ int64) { b.waiters.notify(tp) },
 		TailCacheBytes:         cfg.Int64("tiercel.log.tail.cache.bytes"),
 		DropBehindBytes:        cfg.Int64("tiercel.log.drop.behind.bytes"),
+		OnFlush:                b.metrics.LogFlush,
 		Configs: func(tp storage.TopicPartition) storage.Config {
 			return b.storageConfig(metas[tp.Topic])
 		},

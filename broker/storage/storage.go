@@ -99,6 +99,9 @@ type ManagerOptions struct {
 	// of filling memory with a log nobody rereads soon; 0 leaves the page
 	// cache to the kernel (tiercel.log.drop.behind.bytes).
 	DropBehindBytes int64
+	// OnFlush, when set, is called after each fsync of a log with its
+	// duration (Kafka's LogFlushRateAndTimeMs), outside storage locks.
+	OnFlush func(time.Duration)
 }
 
 // AppendOptions qualify one append.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"time"
 )
 
 // startSync runs the group-commit loop unless it is already running: every
@@ -33,7 +34,11 @@ func (l *Log) syncLoop() {
 		target, f, gen, size := l.end, seg.file, l.truncations, seg.size
 		l.mu.Unlock()
 
+		began := time.Now()
 		err := f.Sync()
+		if err == nil && l.m.opts.OnFlush != nil {
+			l.m.opts.OnFlush(time.Since(began))
+		}
 
 		l.mu.Lock()
 		done := l.syncDone

@@ -51,6 +51,7 @@ func (p *Provider) Shutdown(ctx context.Context) error { return p.provider.Shutd
 type BrokerMetrics struct {
 	requests    metric.Int64Counter
 	latency     metric.Float64Histogram
+	flush       metric.Float64Histogram
 	bytesIn     metric.Int64Counter
 	bytesOut    metric.Int64Counter
 	connections metric.Int64UpDownCounter
@@ -97,6 +98,11 @@ func NewBrokerMetrics(m metric.Meter) (*BrokerMetrics, error) {
 	if b.latency, err = m.Float64Histogram("tiercel.kafka.request.duration", metric.WithUnit("s"),
 		metric.WithDescription("Kafka request latency from decoded to response written"),
 		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)); err != nil {
+		return nil, err
+	}
+	if b.flush, err = m.Float64Histogram("tiercel.log.flush.duration", metric.WithUnit("s"),
+		metric.WithDescription("time of one fsync of a partition's log (Kafka's LogFlushRateAndTimeMs)"),
+		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)); err != nil {
 		return nil, err
 	}
 	if b.bytesIn, err = m.Int64Counter("tiercel.kafka.bytes.in", metric.WithUnit("By"), metric.WithDescription("request bytes read from clients")); err != nil {
@@ -254,6 +260,13 @@ func (b *BrokerMetrics) Request(apiName string, version int16, d time.Duration, 
 	attrs := metric.WithAttributes(attribute.String("api", apiName), attribute.Int("version", int(version)), attribute.Bool("error", errored))
 	b.requests.Add(context.Background(), 1, attrs)
 	b.latency.Record(context.Background(), d.Seconds(), attrs)
+}
+
+// LogFlush records one fsync of a partition's log.
+func (b *BrokerMetrics) LogFlush(d time.Duration) {
+	if b != nil {
+		b.flush.Record(context.Background(), d.Seconds())
+	}
 }
 
 // BytesIn counts request bytes read.
