@@ -34,24 +34,25 @@ type SuiteOptions struct {
 
 // Report is the suite's outcome with the machine limits it is compared to.
 type Report struct {
-	Date             string         `json:"date"`
-	DiskAppend1MiB   float64        `json:"disk_append_1mib_fdatasync_mib_s"`
-	DiskAppend64KiB  float64        `json:"disk_append_64kib_fdatasync_mib_s"`
-	LoopbackMiBs     float64        `json:"loopback_mib_s"`
-	Produce          Result         `json:"produce"`
-	Consume          Result         `json:"consume"`
-	E2E              Result         `json:"e2e"`
-	ProduceCPUPerGiB float64        `json:"broker_cpu_seconds_per_gib_produced"`
-	ConsumeCPUPerGiB float64        `json:"broker_cpu_seconds_per_gib_consumed"`
-	BrokerRSSMiB     float64        `json:"broker_rss_mib"`
-	ProduceRatio     float64        `json:"produce_over_disk_append"`
-	RecoveryGiB      float64        `json:"recovery_log_gib,omitempty"`
-	RecoverySeconds  float64        `json:"recovery_seconds_after_kill9,omitempty"`
-	IdlePartitions   int            `json:"idle_partitions,omitempty"`
-	IdleKiBPerPart   float64        `json:"rss_kib_per_idle_partition,omitempty"`
-	Groups           *GroupReport   `json:"groups,omitempty"`
-	Tiering          *TieringReport `json:"tiering,omitempty"`
-	Cluster          *ClusterReport `json:"cluster,omitempty"`
+	Date             string             `json:"date"`
+	DiskAppend1MiB   float64            `json:"disk_append_1mib_fdatasync_mib_s"`
+	DiskAppend64KiB  float64            `json:"disk_append_64kib_fdatasync_mib_s"`
+	LoopbackMiBs     float64            `json:"loopback_mib_s"`
+	Produce          Result             `json:"produce"`
+	Consume          Result             `json:"consume"`
+	E2E              Result             `json:"e2e"`
+	ProduceCPUPerGiB float64            `json:"broker_cpu_seconds_per_gib_produced"`
+	ConsumeCPUPerGiB float64            `json:"broker_cpu_seconds_per_gib_consumed"`
+	BrokerRSSMiB     float64            `json:"broker_rss_mib"`
+	ProduceRatio     float64            `json:"produce_over_disk_append"`
+	RecoveryGiB      float64            `json:"recovery_log_gib,omitempty"`
+	RecoverySeconds  float64            `json:"recovery_seconds_after_kill9,omitempty"`
+	IdlePartitions   int                `json:"idle_partitions,omitempty"`
+	IdleKiBPerPart   float64            `json:"rss_kib_per_idle_partition,omitempty"`
+	Groups           *GroupReport       `json:"groups,omitempty"`
+	Tiering          *TieringReport     `json:"tiering,omitempty"`
+	Cluster          *ClusterReport     `json:"cluster,omitempty"`
+	Replication      *ReplicationReport `json:"replication,omitempty"`
 }
 
 // RunSuite measures the machine's limits, starts a broker, and runs the
@@ -190,6 +191,11 @@ func RunSuite(ctx context.Context, o SuiteOptions) (Report, error) {
 			return rep, fmt.Errorf("cluster benchmarks: %w", err)
 		}
 		rep.Cluster = &cr
+		rr, err := RunReplication(ctx, o.Binary, o.VersityGW, data, 10*time.Second, nil, logf)
+		if err != nil {
+			return rep, fmt.Errorf("replication benchmarks: %w", err)
+		}
+		rep.Replication = &rr
 	}
 	return rep, nil
 }
@@ -385,6 +391,9 @@ func (r Report) extra() string {
 	}
 	if r.Tiering != nil {
 		s += r.Tiering.Summary()
+	}
+	if r.Replication != nil {
+		s += r.Replication.Summary()
 	}
 	return s
 }
