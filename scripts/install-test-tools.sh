@@ -2,7 +2,8 @@
 # Installs the real servers the tests run against, pinned, into
 # $TIERCEL_TOOLS (default ~/.cache/tiercel-tools), skipping any already there
 # at its pinned version. Everything comes from the Go module proxy (and, for
-# Azurite, the npm registry), so a fresh machine needs nothing by hand.
+# Azurite and the KafkaJS client, the npm registry), so a fresh machine needs
+# nothing by hand.
 set -euo pipefail
 TOOLS=${TIERCEL_TOOLS:-$HOME/.cache/tiercel-tools}
 mkdir -p "$TOOLS/bin"
@@ -11,6 +12,7 @@ VERSITYGW=github.com/versity/versitygw/cmd/versitygw@v1.8.0
 MINIO=github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
 FAKEGCS=github.com/fsouza/fake-gcs-server@v1.56.1
 AZURITE=azurite@3.37.0
+KAFKAJS=kafkajs@2.2.4
 
 install_go() { # name module@version
 	local name=$1 mod=$2 stamp="$TOOLS/bin/.$1.version"
@@ -40,6 +42,20 @@ else
 	(cd "$TOOLS/azurite" && npm install --no-audit --no-fund --loglevel=error "$AZURITE" >/dev/null)
 	ln -sf "$TOOLS/azurite/node_modules/.bin/azurite-blob" "$TOOLS/bin/azurite-blob"
 	echo "$AZURITE" >"$stamp"
+fi
+
+# KafkaJS (the interop test's Node.js client) goes into its own directory;
+# bin/kafkajs-node runs node with it on the module path.
+stamp="$TOOLS/bin/.kafkajs.version"
+if [ -x "$TOOLS/bin/kafkajs-node" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$KAFKAJS" ]; then
+	echo "install-test-tools: kafkajs $KAFKAJS already installed"
+else
+	echo "install-test-tools: installing $KAFKAJS into $TOOLS/kafkajs"
+	mkdir -p "$TOOLS/kafkajs"
+	(cd "$TOOLS/kafkajs" && npm install --no-audit --no-fund --loglevel=error "$KAFKAJS" >/dev/null)
+	printf '#!/bin/sh\nNODE_PATH="%s" exec node "$@"\n' "$TOOLS/kafkajs/node_modules" >"$TOOLS/bin/kafkajs-node"
+	chmod +x "$TOOLS/bin/kafkajs-node"
+	echo "$KAFKAJS" >"$stamp"
 fi
 wait $v
 wait $m
