@@ -57,6 +57,17 @@ else
 	chmod +x "$TOOLS/bin/kafkajs-node"
 	echo "$KAFKAJS" >"$stamp"
 fi
+
+# kcat (librdkafka's command-line client, as users run it) from Debian's
+# packages; CI runs as root.
+if ! command -v kcat >/dev/null; then
+	echo "install-test-tools: installing kcat (apt)"
+	if [ "$(id -u)" = 0 ]; then
+		apt-get install -y -q kcat >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q kcat >/dev/null; }
+	else
+		sudo apt-get install -y -q kcat >/dev/null || { sudo apt-get update -q >/dev/null && sudo apt-get install -y -q kcat >/dev/null; }
+	fi
+fi
 wait $v
 wait $m
 wait $g
