@@ -63,6 +63,7 @@ fi
 if ! command -v kcat >/dev/null; then
 	echo "install-test-tools: installing kcat (apt)"
 	if [ "$(id -u)" = 0 ]; then
+		export DEBIAN_FRONTEND=noninteractive
 		apt-get install -y -q kcat >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q kcat >/dev/null; }
 	else
 		sudo apt-get install -y -q kcat >/dev/null || { sudo apt-get update -q >/dev/null && sudo apt-get install -y -q kcat >/dev/null; }
