@@ -157,18 +157,5 @@ func TestKafkaJSInterop(t *testing.T) {
 	}
 
 	// Leaving the group committed every partition's end.
-	ends, err := adm.ListEndOffsets(ctx, topic, fromGo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	committed, err := adm.FetchOffsets(ctx, group)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ends.Each(func(e kadm.ListedOffset) {
-		c, ok := committed.Lookup(e.Topic, e.Partition)
-		if !ok || c.At != e.Offset {
-			t.Errorf("group %s committed %s/%d at %v (found %v), want the end %d", group, e.Topic, e.Partition, c.At, ok, e.Offset)
-		}
-	})
+	checkCommittedAtEnd(ctx, t, adm, group, topic, fromGo)
 }

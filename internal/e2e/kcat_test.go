@@ -112,17 +112,5 @@ func TestKcat(t *testing.T) {
 	if got := len(strings.Fields(out)); got != n {
 		t.Fatalf("kcat -G read %d records, want %d", got, n)
 	}
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	committed, err := adm.FetchOffsets(ctx, group)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ends.Each(func(e kadm.ListedOffset) {
-		if c, ok := committed.Lookup(e.Topic, e.Partition); !ok || c.At != e.Offset {
-			t.Errorf("group %s committed %s/%d at %v (found %v), want the end %d", group, e.Topic, e.Partition, c.At, ok, e.Offset)
-		}
-	})
+	checkCommittedAtEnd(ctx, t, adm, group, topic)
 }
