@@ -32,31 +32,25 @@ m=$!
 install_go fake-gcs-server "$FAKEGCS" &
 g=$!
 
-# Azurite comes from npm into its own directory; bin/azurite-blob links to it.
-stamp="$TOOLS/bin/.azurite.version"
-if [ -x "$TOOLS/bin/azurite-blob" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$AZURITE" ]; then
-	echo "install-test-tools: azurite $AZURITE already installed"
-else
-	echo "install-test-tools: installing $AZURITE into $TOOLS/azurite"
-	mkdir -p "$TOOLS/azurite"
-	(cd "$TOOLS/azurite" && npm install --no-audit --no-fund --loglevel=error "$AZURITE" >/dev/null)
-	ln -sf "$TOOLS/azurite/node_modules/.bin/azurite-blob" "$TOOLS/bin/azurite-blob"
-	echo "$AZURITE" >"$stamp"
-fi
-
-# KafkaJS (the interop test's Node.js client) goes into its own directory;
-# bin/kafkajs-node runs node with it on the module path.
-stamp="$TOOLS/bin/.kafkajs.version"
-if [ -x "$TOOLS/bin/kafkajs-node" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$KAFKAJS" ]; then
-	echo "install-test-tools: kafkajs $KAFKAJS already installed"
-else
-	echo "install-test-tools: installing $KAFKAJS into $TOOLS/kafkajs"
-	mkdir -p "$TOOLS/kafkajs"
-	(cd "$TOOLS/kafkajs" && npm install --no-audit --no-fund --loglevel=error "$KAFKAJS" >/dev/null)
-	printf '#!/bin/sh\nNODE_PATH="%s" exec node "$@"\n' "$TOOLS/kafkajs/node_modules" >"$TOOLS/bin/kafkajs-node"
-	chmod +x "$TOOLS/bin/kafkajs-node"
-	echo "$KAFKAJS" >"$stamp"
-fi
+# npm packages go into a directory each; a command in bin/ runs them.
+install_npm() { # dir package@version command-in-bin make-command
+	local dir=$1 pkg=$2 cmd=$3 make=$4 stamp="$TOOLS/bin/.$1.version"
+	if [ -x "$TOOLS/bin/$cmd" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$pkg" ]; then
+		echo "install-test-tools: $dir $pkg already installed"
+		return
+	fi
+	echo "install-test-tools: installing $pkg into $TOOLS/$dir"
+	mkdir -p "$TOOLS/$dir"
+	(cd "$TOOLS/$dir" && npm install --no-audit --no-fund --loglevel=error "$pkg" >/dev/null)
+	$make "$TOOLS/$dir/node_modules" "$TOOLS/bin/$cmd"
+	chmod +x "$TOOLS/bin/$cmd"
+	echo "$pkg" >"$stamp"
+}
+link_azurite() { ln -sf "$1/.bin/azurite-blob" "$2"; }
+# KafkaJS is a library: the command runs node with it on the module path.
+node_with_modules() { printf '#!/bin/sh\nNODE_PATH="%s" exec node "$@"\n' "$1" >"$2"; }
+install_npm azurite "$AZURITE" azurite-blob link_azurite
+install_npm kafkajs "$KAFKAJS" kafkajs-node node_with_modules
 
 # kcat (librdkafka's command-line client, as users run it) from Debian's
 # packages; CI runs as root.
