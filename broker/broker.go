@@ -105,12 +105,15 @@ type Broker struct {
 	addr     string
 	ready    atomic.Bool
 	draining atomic.Bool
-	connsWG  sync.WaitGroup
-	connsMu  sync.Mutex
-	conns    map[net.Conn]struct{}
-	stop     chan struct{} // closed by Shutdown: background loops end
-	shutOnce sync.Once
-	shutErr  error
+	// drainUntil (unix nanoseconds, set before draining) ends the grace
+	// in which open connections still read requests (drainGrace).
+	drainUntil atomic.Int64
+	connsWG    sync.WaitGroup
+	connsMu    sync.Mutex
+	conns      map[net.Conn]struct{}
+	stop       chan struct{} // closed by Shutdown: background loops end
+	shutOnce   sync.Once
+	shutErr    error
 }
 
 // topic is one topic and the logs of its partitions.
@@ -303,11 +306,21 @@ func (b *Broker) advertised() (string, int32) {
 	return host, int32(p)
 }
 
-// Shutdown drains: stop accepting, stop reading new requests, finish the
-// ones in flight, then close the logs cleanly.
+// drainGrace is how long a draining broker still reads requests on open
+// connections. A client that connected just before the drain and is
+// sending its first request (ApiVersions) gets an answer rather than an
+// EOF, which kgo and others take for a TLS or SASL mismatch and do not
+// retry; requests for partitions that moved are answered
+// NOT_LEADER_OR_FOLLOWER and retried elsewhere.
+const drainGrace = 250 * time.Millisecond
+
+// Shutdown drains: stop accepting, read requests for drainGrace more,
+// finish the ones in flight, then close the logs cleanly.
 func (b *Broker) Shutdown(ctx context.Context) error {
 	b.shutOnce.Do(func() {
 		b.handOff(ctx)
+		until := time.Now().Add(drainGrace)
+		b.drainUntil.Store(until.UnixNano())
 		b.draining.Store(true)
 		b.leaveGossip()
 		if b.ln != nil {
@@ -315,8 +328,8 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		}
 		b.connsMu.Lock()
 		for nc := range b.conns {
-			// Readers return at their next read; responses already owed are written.
-			_ = nc.SetReadDeadline(time.Now())
+			// Readers return once the grace ends; responses owed are written.
+			_ = nc.SetReadDeadline(until)
 		}
 		b.connsMu.Unlock()
 		// Requests parked in the coordinator (a JoinGroup waiting for a

@@ -66,10 +66,14 @@ func (c *conn) readLoop() {
 	idle := time.Duration(c.b.cfg.Int64("connections.max.idle.ms")) * time.Millisecond
 	var sizeBuf [4]byte
 	for {
-		if c.b.draining.Load() {
-			return
-		}
-		if idle > 0 {
+		switch {
+		case c.b.draining.Load():
+			until := time.Unix(0, c.b.drainUntil.Load())
+			if !time.Now().Before(until) {
+				return
+			}
+			_ = c.nc.SetReadDeadline(until)
+		case idle > 0:
 			_ = c.nc.SetReadDeadline(time.Now().Add(idle))
 		}
 		if _, err := io.ReadFull(r, sizeBuf[:]); err != nil {
