@@ -226,7 +226,7 @@ func RunCluster(ctx context.Context, binary, versitygw, dir string, idleParts in
 		go func() {
 			for moved.Load() == 0 {
 				if err := cl.ProduceSync(ctx, &kgo.Record{Partition: part, Value: []byte("x")}).FirstErr(); err != nil {
-					done <- err
+					done <- fmt.Errorf("cluster bench: producing to %s/%d around %v of broker 3 (signalled: %v): %w", topic, part, sig, signalled.Load() != 0, err)
 					return
 				}
 				if s := signalled.Load(); s != 0 {

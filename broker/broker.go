@@ -322,7 +322,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		until := time.Now().Add(drainGrace)
 		b.drainUntil.Store(until.UnixNano())
 		b.draining.Store(true)
-		b.leaveGossip()
+		// The listener closes first: leaving the gossip can take seconds,
+		// and a connection accepted meanwhile would be closed unanswered
+		// (acceptLoop), an EOF kgo does not retry. Refused, it is retried.
 		if b.ln != nil {
 			b.ln.Close()
 		}
@@ -332,6 +334,10 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			_ = nc.SetReadDeadline(until)
 		}
 		b.connsMu.Unlock()
+		if k := b.knob().GossipLeaving; k != nil {
+			k()
+		}
+		b.leaveGossip()
 		// Requests parked in the coordinator (a JoinGroup waiting for a
 		// rebalance) are answered NOT_COORDINATOR so the drain is quick.
 		b.coord.close()

@@ -1,12 +1,14 @@
 package broker_test
 
 import (
+	"io"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tiercel/tiercel/broker"
 	"github.com/tiercel/tiercel/internal/brokertest"
 )
 
@@ -58,5 +60,54 @@ func TestDrainAnswersRequestsSentDuringIt(t *testing.T) {
 	case <-closed:
 	case <-time.After(30 * time.Second):
 		t.Fatal("shutdown did not finish")
+	}
+}
+
+// TestShutdownRefusesOrAnswers: while a broker shuts down (handoff, drain,
+// gossip leave, held here for 300 ms), a new connection to it is refused
+// or answered, never accepted and closed unanswered, the EOF kgo does not
+// retry. The listener used to stay open until the gossip leave was done,
+// closing every connection it accepted meanwhile (seen failing a produce
+// in the cluster benchmark's SIGTERM handoff).
+func TestShutdownRefusesOrAnswers(t *testing.T) {
+	leaving := make(chan struct{})
+	knobs := &broker.Knobs{GossipLeaving: func() {
+		close(leaving)
+		time.Sleep(300 * time.Millisecond)
+	}}
+	b := brokertest.StartWithKnobs(t, t.TempDir(), nil, knobs)
+	addr := b.Addr()
+	frame := kmsg.NewRequestFormatter(kmsg.FormatterClientID("shutdown-test")).AppendRequest(nil, kmsg.NewPtrApiVersionsRequest(), 1)
+	done := make(chan struct{})
+	go func() {
+		b.Close()
+		close(done)
+	}()
+	<-leaving
+	tries := 0
+	for {
+		select {
+		case <-done:
+			if tries == 0 {
+				t.Fatal("the shutdown ended before a connection was tried")
+			}
+			return
+		default:
+		}
+		tries++
+		nc, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			time.Sleep(time.Millisecond) // refused: what a client retries
+			continue
+		}
+		_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+		var size [4]byte
+		if _, err = nc.Write(frame); err == nil {
+			_, err = io.ReadFull(nc, size[:])
+		}
+		nc.Close()
+		if err != nil {
+			t.Fatalf("a connection accepted while the broker left the gossip ended without an answer: %v", err)
+		}
 	}
 }

@@ -16,6 +16,10 @@ type Knobs struct {
 	// FollowerFetch runs in broker node's fetcher before each fetch from
 	// leader: a hook that sleeps holds the follower back.
 	FollowerFetch func(node, leader int32)
+	// GossipLeaving runs in a shutdown just before the broker leaves the
+	// gossip (which can take seconds): a hook that sleeps widens that
+	// window.
+	GossipLeaving func()
 }
 
 // knob returns the knobs, never nil.
