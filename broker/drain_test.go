@@ -77,7 +77,7 @@ func TestShutdownRefusesOrAnswers(t *testing.T) {
 	}}
 	b := brokertest.StartWithKnobs(t, t.TempDir(), nil, knobs)
 	addr := b.Addr()
-	frame := kmsg.NewRequestFormatter(kmsg.FormatterClientID("shutdown-test")).AppendRequest(nil, kmsg.NewPtrApiVersionsRequest(), 1)
+	apiVersions := frame(kmsg.NewPtrApiVersionsRequest(), 3, 1)
 	done := make(chan struct{})
 	go func() {
 		b.Close()
@@ -102,7 +102,7 @@ func TestShutdownRefusesOrAnswers(t *testing.T) {
 		}
 		_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
 		var size [4]byte
-		if _, err = nc.Write(frame); err == nil {
+		if _, err = nc.Write(apiVersions); err == nil {
 			_, err = io.ReadFull(nc, size[:])
 		}
 		nc.Close()

@@ -98,10 +98,11 @@ func TestKafkaJSInterop(t *testing.T) {
 	values := map[string]int{}
 	for _, c := range res.Consumed {
 		at := fmt.Sprintf("%s/%d", c.Topic, c.Partition)
-		if seen[fmt.Sprintf("%s@%d", at, c.Offset)] {
+		if rec := fmt.Sprintf("%s@%d", at, c.Offset); seen[rec] {
 			t.Fatalf("KafkaJS consumed %s offset %d twice", at, c.Offset)
+		} else {
+			seen[rec] = true
 		}
-		seen[fmt.Sprintf("%s@%d", at, c.Offset)] = true
 		if last, ok := lastOffset[at]; ok && c.Offset <= last {
 			t.Errorf("KafkaJS consumed %s offset %d after %d", at, c.Offset, last)
 		}

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -78,14 +77,7 @@ func TestServeHTTPAndDrain(t *testing.T) {
 	}
 
 	// Each acks=all produce above waited for an fsync (log.flush.policy=fsync).
-	flushes := -1.0
-	for _, line := range strings.Split(metrics, "\n") {
-		if strings.HasPrefix(line, "tiercel_log_flush_duration_seconds_count") {
-			f := strings.Fields(line)
-			flushes, _ = strconv.ParseFloat(f[len(f)-1], 64)
-		}
-	}
-	if flushes < 10 {
+	if flushes := metricValue(t, base+"/metrics", "tiercel_log_flush_duration_seconds_count"); flushes < 10 {
 		t.Errorf("/metrics counts %v log flushes after 10 acknowledged produces; want at least 10:\n%s", flushes, grepLines(metrics, "tiercel_log_flush"))
 	}
 
